@@ -1,0 +1,72 @@
+"""One validation path: errors that name the parameter and the allowed range."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+class DeepEFTError(ValueError):
+    """Base class of deepeft's user-facing errors."""
+
+
+class ParameterError(DeepEFTError):
+    """A parameter is outside its allowed range.  The message names both."""
+
+    def __init__(self, name: str, value: Any, allowed: str, hint: str = ""):
+        self.name, self.value, self.allowed = name, value, allowed
+        msg = f"{name}={value!r} is invalid: allowed {allowed}"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)
+
+
+class AccuracyWarning(UserWarning):
+    """A numerical procedure did not reach its target accuracy; the message says what it reached."""
+
+
+class DivergenceError(DeepEFTError):
+    """A sampler or recursion diverged (NaN/Inf or beyond a stability bound)."""
+
+
+def check_finite(name: str, value: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(name, value, "a finite real number") from None
+    if not math.isfinite(v):
+        raise ParameterError(name, value, "a finite real number")
+    return v
+
+
+def check_positive(name: str, value: float) -> float:
+    v = check_finite(name, value)
+    if v <= 0:
+        raise ParameterError(name, value, "> 0")
+    return v
+
+
+def check_nonnegative(name: str, value: float) -> float:
+    v = check_finite(name, value)
+    if v < 0:
+        raise ParameterError(name, value, ">= 0")
+    return v
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ParameterError(name, value, f"an integer >= {minimum}")
+    if value < minimum:
+        raise ParameterError(name, value, f"an integer >= {minimum}")
+    return int(value)
+
+
+def check_array_finite(name: str, arr: Any) -> np.ndarray:
+    a = np.asarray(arr, dtype=float)
+    if not np.all(np.isfinite(a)):
+        raise ParameterError(name, "array with NaN/inf", "finite values only")
+    return a
