@@ -1,0 +1,85 @@
+"""Per-layer Gaussian integral tables consumed by the recursions (computed once per layer).
+
+Given the N×N kernel K^(l), :func:`layer_integrals` returns
+
+* ``G[a,b]  = ⟨σ_a σ_b⟩``, ``Gp[a,b] = ⟨σ'_a σ'_b⟩``;
+* ``dg, d2g`` = d⟨σ²⟩/dK, d²⟨σ²⟩/dK² at K_aa (diagonal, length N), and ``dgp = d⟨σ'²⟩/dK``;
+* ``D2[a,b,c,d] = ⟨∂_c ∂_d (σ_a σ_b)⟩``  (nonzero only for c, d ∈ {a, b});
+* ``M4[k][a,b] = ⟨σ^(k)_a σ^(4-k)_b⟩`` for a ≠ b (k = 0 … 4) and ``q4 = ⟨(σ²)''''⟩ = 4 d²⟨σ²⟩/dK²``
+  on the diagonal — the fourth-derivative expectations of the K1 recursion;
+* ``S4[a,b,c,d] = ⟨σ_a σ_b σ_c σ_d⟩`` when the four-point tensor is requested.
+
+Derivative expectations follow PDLT reference §4.2 (derivative, "Edgeworth" form): for a ≠ b,
+⟨∂_a²(σ_aσ_b)⟩ = ⟨σ''_a σ_b⟩, ⟨∂_a∂_b(σ_aσ_b)⟩ = ⟨σ'_a σ'_b⟩; for a = b, ⟨(σ²)''⟩ = 2 d⟨σ²⟩/dK.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core import gaussian as gi
+from ..core.activations import Activation
+
+
+@dataclass
+class LayerIntegrals:
+    G: np.ndarray
+    Gp: np.ndarray
+    g: np.ndarray
+    dg: np.ndarray
+    d2g: np.ndarray
+    gp: np.ndarray
+    dgp: np.ndarray
+    D2: np.ndarray | None = None
+    M4: list[np.ndarray] | None = None
+    S4: np.ndarray | None = None
+
+
+def _fill_pairs(act: Activation, K: np.ndarray, i: int, j: int, diag: np.ndarray) -> np.ndarray:
+    N = K.shape[0]
+    out = np.empty((N, N))
+    iu = np.triu_indices(N, 1)
+    if len(iu[0]):
+        a, b = iu
+        v = gi.pair(act, K[a, a], K[a, b], K[b, b], i, j)
+        out[a, b] = v
+        if i == j:
+            out[b, a] = v
+        else:  # (i, j) at (b, a) equals (j, i) at (a, b)
+            out[b, a] = gi.pair(act, K[a, a], K[a, b], K[b, b], j, i)
+    out[np.diag_indices(N)] = diag
+    return out
+
+
+def layer_integrals(act: Activation, K: np.ndarray, *, derivatives: bool = True, fourth: bool = False,
+                    four_point: bool = False) -> LayerIntegrals:
+    """Gaussian integral tables at kernel K (N×N).  ``derivatives``: D2 (needed for V);
+    ``fourth``: M4/q4 (needed for K1); ``four_point``: S4 (multi-input V source)."""
+    N = K.shape[0]
+    kd = np.diag(K).copy()
+    g = gi.single(act, kd, 2)
+    gp = gi.single(act, kd, 0, 2)
+    dg = gi.single(act, kd, 2, dK=1) if derivatives else None
+    d2g = gi.single(act, kd, 2, dK=2) if (derivatives or fourth) else None
+    dgp = gi.single(act, kd, 0, 2, dK=1) if derivatives else None
+    G = _fill_pairs(act, K, 0, 0, g)
+    Gp = _fill_pairs(act, K, 1, 1, gp)
+    out = LayerIntegrals(G=G, Gp=Gp, g=g, dg=dg, d2g=d2g, gp=gp, dgp=dgp)
+    if derivatives:
+        D2 = np.zeros((N, N, N, N))
+        if N > 1:
+            P20 = _fill_pairs(act, K, 2, 0, np.zeros(N))  # ⟨σ''_a σ_b⟩ (diag unused)
+            a, b = np.nonzero(~np.eye(N, dtype=bool))
+            D2[a, b, a, a] = P20[a, b]
+            D2[a, b, b, b] = P20[b, a]
+            D2[a, b, a, b] = Gp[a, b]
+            D2[a, b, b, a] = Gp[a, b]
+        idx = np.arange(N)
+        D2[idx, idx, idx, idx] = 2 * dg  # ⟨(σ²)''⟩ = 2 d⟨σ²⟩/dK
+        out.D2 = D2
+    if fourth and N > 1:
+        out.M4 = [_fill_pairs(act, K, k, 4 - k, np.zeros(N)) for k in range(5)]
+    if four_point:
+        out.S4 = gi.four_point_table(act, K)
+    return out

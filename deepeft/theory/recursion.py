@@ -1,0 +1,156 @@
+"""Layer-to-layer recursions of the effective theory at initialisation (MLP and residual MLP).
+
+Implements, for N inputs (PDLT; equations as collected in the project's PDLT reference):
+
+* kernel           K^(l+1) = C_b + C_W ⟨σσ⟩_{K^(l)}                                   (§2)
+* frozen NTK       Θ^(l+1) = λ_b + λ_W ⟨σσ⟩ + C_W ⟨σ'σ'⟩ ∘ Θ^(l)                      (§5.2)
+* vertex           V^(l+1) = C_W²[⟨σσσσ⟩ − ⟨σσ⟩⟨σσ⟩] + r C_W²/4 Σ V ⟨∂∂σσ⟩⟨∂∂σσ⟩       (§4.2)
+* 1/n kernel       K1^(l+1) = r C_W[½ Σ K1 ⟨∂∂σσ⟩ + ⅛ Σ V ⟨∂∂∂∂σσ⟩]                  (§4.3)
+* susceptibilities χ_∥ = C_W d⟨σ²⟩/dK, χ_⊥ = C_W ⟨σ'²⟩                                (§3)
+
+with r = n_l / n_{l-1} (1/n objects of layer l are normalised by n_{l-1}; see conventions).
+
+Residual layers z' = ξ z + γ (b + W σ(z)) (the issue's naming: ξ skip, γ branch):
+K' = ξ²K + γ²(C_b + C_W⟨σσ⟩), Θ' = ξ²Θ + γ²(λ_b + λ_W⟨σσ⟩ + C_W⟨σ'σ'⟩∘Θ),
+K1' = ξ²K1 + γ²·(MLP update), and (derived here; single-input case reduces to PDLT reference §8,
+V' = ξ⁴C_W²Var(σ²)… + 4ξ²γ²C_W K² d⟨σ²⟩/dK + χ_∥² V, after ξ ↔ γ relabelling)
+
+    V' = ξ⁴ V + γ⁴ (MLP update) + ξ²γ² C_W [X_{(ab)(cd)} + X_{(cd)(ab)}],
+    X_{(ab)(cd)} = Σ_{ββ'} K_{aβ} K_{bβ'} ⟨∂_β∂_β'(σ_cσ_d)⟩ + ½ Σ_{β1β2} V_{(ab)(β1β2)} ⟨∂_β1∂_β2(σ_cσ_d)⟩
+
+(the first term is Stein's lemma for ⟨z_a z_b σ_c σ_d⟩ − K_ab⟨σ_cσ_d⟩).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.errors import ParameterError
+from ..core.spec import MLPSpec
+from .layer_integrals import LayerIntegrals, layer_integrals
+
+
+@dataclass
+class RecursionResult:
+    """Per-layer arrays (index 0 ↔ layer 1).  V is None unless the full tensor was propagated."""
+
+    K: np.ndarray                # (L, N, N)
+    Theta: np.ndarray            # (L, N, N)
+    chi_par: np.ndarray          # (L, N)
+    chi_perp: np.ndarray         # (L, N)
+    V_diag: np.ndarray | None = None   # (L, N): V_{(aa)(aa)}
+    K1_diag: np.ndarray | None = None  # (L, N)
+    V: np.ndarray | None = None        # (L, N, N, N, N)
+    K1: np.ndarray | None = None       # (L, N, N)
+    fan_in: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (L,) n_{l-1}
+
+
+def first_layer_kernel(spec: MLPSpec, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """K^(1) = C_b + C_W x·x/n_0 and Θ^(1) = λ_b + λ_W x·x/n_0."""
+    gram = x @ x.T / spec.input_dim
+    return spec.C_b[0] + spec.C_W[0] * gram, spec.lambda_b[0] + spec.lambda_W[0] * gram
+
+
+def _contract_D2_V_D2(D2: np.ndarray, V: np.ndarray) -> np.ndarray:
+    # Σ_{β1..β4} D2[a1,a2,β1,β2] V[β1,β2,β3,β4] D2[a3,a4,β3,β4]
+    return np.einsum("abij,ijkl,cdkl->abcd", D2, V, D2, optimize=True)
+
+
+def _K1_fourth_term(V: np.ndarray, li: LayerIntegrals) -> np.ndarray:
+    """T[a,b] = Σ_{β∈{a,b}^4} V_{(β1β2)(β3β4)} ⟨∂_β1..∂_β4 (σ_aσ_b)⟩."""
+    N = V.shape[0]
+    T = np.zeros((N, N))
+    if N > 1 and li.M4 is not None:
+        A, B = np.meshgrid(np.arange(N), np.arange(N), indexing="ij")
+        for bits in itertools.product((0, 1), repeat=4):
+            sel = [A if bit == 0 else B for bit in bits]
+            na = 4 - sum(bits)  # number of derivatives on σ_a
+            T += V[sel[0], sel[1], sel[2], sel[3]] * li.M4[na]
+    idx = np.arange(N)
+    T[idx, idx] = V[idx, idx, idx, idx] * 4 * li.d2g  # ⟨(σ²)''''⟩ = 4 d²⟨σ²⟩/dK²
+    return T
+
+
+def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str = "auto") -> RecursionResult:
+    """Run the recursions through all L layers.
+
+    order: 'infinite' (K, Θ, χ) or '1/n' (adds V and K1).  vertex: 'full' propagates the whole
+    (α1α2)(α3α4) tensor (cost ~N⁶ per layer, for N ≲ 12), 'diagonal' only V_{(αα)(αα)} and K1_αα
+    (each obeys the closed single-input recursion), 'auto' = full for N ≤ 8.
+    """
+    if order not in ("infinite", "1/n"):
+        raise ParameterError("order", order, "'infinite' or '1/n'")
+    if vertex not in ("auto", "full", "diagonal"):
+        raise ParameterError("vertex", vertex, "'auto', 'full' or 'diagonal'")
+    N = x.shape[0]
+    full = order == "1/n" and (vertex == "full" or (vertex == "auto" and N <= 8))
+    L = spec.depth
+    act = spec.activation
+    K, Th = first_layer_kernel(spec, x)
+    Ks, Ths, cpar, cperp = [K], [Th], [], []
+    Vd, K1d = [np.zeros(N)], [np.zeros(N)]
+    Vf, K1f = ([np.zeros((N,) * 4)], [np.zeros((N, N))]) if full else (None, None)
+    V = np.zeros((N,) * 4) if full else None
+    K1 = np.zeros((N, N)) if full else None
+    v, k1 = np.zeros(N), np.zeros(N)
+    for l in range(1, L + 1):
+        nxt = min(l + 1, L)  # the layer whose C_W defines χ at layer l (last layer: its own)
+        if not np.all(np.isfinite(K)) or np.any(np.diag(K) > 1e150):
+            raise ParameterError("C_W", spec.C_W, "values for which the kernel stays finite",
+                                 f"the kernel overflowed at layer {l}; the network is deep in the chaotic phase")
+        li = layer_integrals(act, K, derivatives=(order == "1/n") or True, fourth=full,
+                             four_point=full and l < L)
+        cw, cb = spec.C_W[nxt - 1], spec.C_b[nxt - 1]
+        res = spec.is_residual_layer(nxt)
+        xi2, ga2 = (spec.residual[0] ** 2, spec.residual[1] ** 2) if res else (0.0, 1.0)
+        cpar.append(xi2 + ga2 * cw * li.dg)
+        cperp.append(xi2 + ga2 * cw * li.gp)
+        if l == L:
+            break
+        lw, lb = spec.lambda_W[l], spec.lambda_b[l]
+        cw, cb = spec.C_W[l], spec.C_b[l]
+        res = spec.is_residual_layer(l + 1)
+        xi2, ga2 = (spec.residual[0] ** 2, spec.residual[1] ** 2) if res else (0.0, 1.0)
+        r = spec.fan_in(l + 1) / spec.fan_in(l)
+        K_new = xi2 * K + ga2 * (cb + cw * li.G)
+        Th_new = xi2 * Th + ga2 * (lb + lw * li.G + cw * li.Gp * Th)
+        if order == "1/n":
+            # single-input (diagonal) recursions, PDLT reference §4.2/§4.3 (+ residual §8)
+            var = cw**2 * (gi_single4(act, np.diag(K)) - li.g**2)
+            chi_mlp = cw * li.dg
+            v_new = ga2**2 * var + r * (xi2 + ga2 * chi_mlp) ** 2 * v + 4 * xi2 * ga2 * cw * np.diag(K) ** 2 * li.dg
+            k1_new = xi2 * k1 + ga2 * r * (chi_mlp * k1 + cw / 8 * v * 4 * li.d2g)
+            v, k1 = v_new, k1_new
+            if full:
+                src = cw**2 * (li.S4 - np.einsum("ab,cd->abcd", li.G, li.G))
+                prop = r * cw**2 / 4 * _contract_D2_V_D2(li.D2, V)
+                V_new = ga2**2 * (src + prop) if res else src + prop
+                if res:
+                    V_new = V_new + xi2**2 * r * V
+                    X = (np.einsum("ai,bj,cdij->abcd", K, K, li.D2, optimize=True)
+                         + 0.5 * r * np.einsum("abij,cdij->abcd", V, li.D2, optimize=True))
+                    V_new = V_new + xi2 * ga2 * cw * (X + np.transpose(X, (2, 3, 0, 1)))
+                mlp_k1 = r * cw * (0.5 * np.einsum("ij,abij->ab", K1, li.D2) + _K1_fourth_term(V, li) / 8)
+                K1_new = xi2 * r * K1 + ga2 * mlp_k1 if res else mlp_k1
+                V, K1 = V_new, K1_new
+                Vf.append(V)
+                K1f.append(K1)
+            Vd.append(v)
+            K1d.append(k1)
+        K, Th = K_new, Th_new
+        Ks.append(K)
+        Ths.append(Th)
+    out = RecursionResult(K=np.array(Ks), Theta=np.array(Ths), chi_par=np.array(cpar), chi_perp=np.array(cperp),
+                          fan_in=np.array([spec.fan_in(l) for l in range(1, L + 1)], dtype=float))
+    if order == "1/n":
+        out.V_diag, out.K1_diag = np.array(Vd), np.array(K1d)
+        if full:
+            out.V, out.K1 = np.array(Vf), np.array(K1f)
+    return out
+
+
+def gi_single4(act, kd):
+    from ..core.gaussian import single
+    return single(act, kd, 4)
