@@ -1,0 +1,49 @@
+"""``predict``: theory → :class:`~deepeft.core.observables.Observables` (same type as measurements)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.observables import Observables
+from ..core.spec import MLPSpec, validate_inputs
+from .recursion import propagate
+
+
+def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> Observables:
+    """Infinite-width (+ first 1/n correction) predictions for every layer.
+
+    ``order='1/n'`` adds the vertex V, the kernel correction K1, ``kernel = K + K1/n_{l-1}`` and the
+    normalised vertex ``V_norm = V_(αα)(αα)/(n_{l-1}K_αα²)``.  With ``vertex='diagonal'`` (default for
+    N > 8 inputs) only the diagonal V_(αα)(αα) and K1_αα are propagated, so ``kernel`` carries the
+    1/n correction on its diagonal only (``meta['kernel_offdiagonal_order'] = 'infinite'``).
+    Names and shapes: see :mod:`deepeft.core.observables`.
+    """
+    if not isinstance(spec, MLPSpec):
+        from ..core.errors import ParameterError
+        raise ParameterError("spec", type(spec).__name__, "an MLPSpec")
+    x = validate_inputs(inputs, spec)
+    rec = propagate(spec, x, order=order, vertex=vertex)
+    N = x.shape[0]
+    idx = np.arange(N)
+    fan = rec.fan_in
+    values = {"K": rec.K, "Theta": rec.Theta, "chi_par": rec.chi_par, "chi_perp": rec.chi_perp}
+    meta = {"order": order, "fan_in": fan.tolist()}
+    if order == "1/n":
+        values["V_diag"] = rec.V_diag
+        Kd = rec.K[:, idx, idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values["V_norm"] = np.where(Kd > 0, rec.V_diag / (fan[:, None] * np.where(Kd > 0, Kd, 1.0) ** 2), 0.0)
+        if rec.V is not None:
+            values["V"] = rec.V
+            values["K1"] = rec.K1
+            values["kernel"] = rec.K + rec.K1 / fan[:, None, None]
+            meta["vertex"] = "full"
+        else:
+            K1 = np.zeros_like(rec.K)
+            K1[:, idx, idx] = rec.K1_diag
+            values["K1"] = K1
+            values["kernel"] = rec.K + K1 / fan[:, None, None]
+            meta["vertex"] = "diagonal"
+            meta["kernel_offdiagonal_order"] = "infinite"
+    else:
+        values["kernel"] = rec.K
+    return Observables(spec=spec, inputs=x, source="theory", values=values, meta=meta)
