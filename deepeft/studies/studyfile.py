@@ -249,6 +249,8 @@ def critical_values(activation: str) -> tuple[float, float]:
     except (ImportError, AttributeError) as exc:
         raise ParameterError("C_b/C_W", "critical", "numbers (deepeft.theory.criticality is unavailable)",
                              str(exc)) from None
+    if getattr(crit, "exists", True) is False:
+        raise ParameterError("C_b/C_W", "critical", f"numbers for {activation}", getattr(crit, "message", ""))
     if isinstance(crit, dict):
         return float(crit["C_b"]), float(crit["C_W"])
     if hasattr(crit, "C_b") and hasattr(crit, "C_W"):
@@ -265,14 +267,16 @@ def resolve_point(p: dict[str, Any], run: RunOptions, x: np.ndarray, inputs_hash
     if (cb == "critical") != (cw == "critical"):
         raise ParameterError("C_b/C_W", (cb, cw), "both numbers, or both 'critical'")
     init = "critical" if cb == "critical" else "custom"
-    if init == "critical":
-        cb, cw = critical_values(p["activation"])
     residual = None
     if p["residual"] > 0:
         residual = (p["residual_xi"], p["residual"])
-    spec = MLPSpec.make(p["activation"], p["depth"], p["width"], x.shape[1], C_W=cw, C_b=cb,
-                        output_width=p["output_width"], parameterization=p["parameterization"],
-                        residual=residual)
+    kw = dict(output_width=p["output_width"], parameterization=p["parameterization"], residual=residual)
+    if init == "critical":
+        cb, cw = critical_values(p["activation"])
+        from ..theory import critical_spec  # per-layer C_W for critical residual networks
+        spec = critical_spec(p["activation"], p["depth"], p["width"], x.shape[1], **kw)
+    else:
+        spec = MLPSpec.make(p["activation"], p["depth"], p["width"], x.shape[1], C_W=cw, C_b=cb, **kw)
     width = p["width"] if isinstance(p["width"], int) else list(p["width"])
     return {
         "schema": SCHEMA,
