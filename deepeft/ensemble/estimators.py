@@ -1,0 +1,197 @@
+"""Estimators of PDLT quantities from an ensemble, with jackknife errors over *networks*.
+
+Per network m we form small statistics (N×N matrices, optionally N²×N²), accumulate their sums
+per *jackknife batch* (contiguous groups of networks, float64, in network order — so chunking does
+not change a single bit on CPU), and turn sums into estimates with one function used for the full
+ensemble and for every leave-one-batch-out replica.  Errors are therefore over independent
+networks; neurons of one network are never treated as independent samples (pdlt §11).
+
+Estimators (layer l, n ≡ n_l neurons, n_{l-1} the width below; pdlt §4.1):
+
+* kernel  E[z_{i;α}z_{i;β}]: per network k_m = Ĝ_m (the conditional covariance C_b + C_W σσᵀ/n_{l-1},
+  a Rao–Blackwellised version of Σ_i z_iz_i/n) for plain layers, Σ_i z_{iα}z_{iβ}/n for residual ones.
+* connected four-point, cross-neuron (i ≠ j):  V_{(α1α2)(α3α4)}/n_{l-1} = E[z_{iα1}z_{iα2}z_{jα3}z_{jα4}]
+  − E[zz]E[zz].  The first term per network is (S2⊗S2 − S4)/(n(n−1)) with S2 = Σ_i z_iz_iᵀ, S4 = Σ_i
+  z_iz_iz_iz_i (i.e. Σ_{i≠j} = (Σ_i)² − Σ_i²), or Ĝ⊗Ĝ for plain layers (its conditional expectation);
+  the product of means uses the unbiased two-network U-statistic (Σk⊗Σk − Σk⊗k)/(M(M−1)).
+  For plain layers the whole estimate is the unbiased covariance of Ĝ over networks, exact at any
+  width: V/n_{l-1} = Cov(Ĝ_{α1α2}, Ĝ_{α3α4}).
+* V_norm = V_{(αα)(αα)}/(n_{l-1} k_αα²) and excess kurtosis E[z⁴]/E[z²]² − 3 (= 3 V_norm + O(1/n²)).
+* NTK (from per-network Ĥ^(l)_{ij;αβ}): Θ = E[Ĥ_ii], Var(Ĥ_ii), A = n_{l-1}Cov(Ĥ_ii, Ĥ_jj),
+  B = n_{l-1}E[Ĥ_ij²] for i ≠ j (pdlt §5.5 "What MC measures"; single-input slots).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .sampler import LayerState
+
+
+class BatchAccumulator:
+    """Float64 sums of per-network statistics per jackknife batch (J contiguous network groups)."""
+
+    def __init__(self, M: int, n_batches: int = 32, device="cpu"):
+        self.M = M
+        self.J = max(1, min(int(n_batches), M // 2))
+        self.device = device
+        self.sums: dict[tuple[str, int], torch.Tensor] = {}
+        self.counts = torch.zeros(self.J, dtype=torch.float64)
+        bid = (np.arange(M, dtype=np.int64) * self.J) // M
+        np.add.at(self.counts.numpy(), bid, 1.0)
+        self._bid = torch.as_tensor(bid)
+
+    def add(self, name: str, layer: int, start: int, values: torch.Tensor) -> None:
+        v = values.detach().to(torch.float64)
+        idx = self._bid[start:start + v.shape[0]].to(v.device)
+        key = (name, layer)
+        if key not in self.sums:
+            self.sums[key] = torch.zeros((self.J, *v.shape[1:]), dtype=torch.float64, device=v.device)
+        self.sums[key].index_add_(0, idx, v)
+
+    def has(self, name: str, layer: int) -> bool:
+        return (name, layer) in self.sums
+
+    def batch_sums(self, names: list[str], layer: int) -> dict[str, np.ndarray]:
+        return {n: self.sums[(n, layer)].cpu().numpy() for n in names if (n, layer) in self.sums}
+
+
+def jackknife(fn: Callable[[dict[str, np.ndarray], float], dict[str, np.ndarray]],
+              batch_sums: dict[str, np.ndarray], counts: np.ndarray) -> tuple[dict, dict]:
+    """Apply ``fn(sums, count)`` to the totals and to every leave-one-batch-out replica.
+    Returns (estimates, standard errors); SE = sqrt((J-1)/J Σ_j (θ_j − θ̄)²)."""
+    tot = {k: v.sum(0) for k, v in batch_sums.items()}
+    Mtot = float(counts.sum())
+    est = fn(tot, Mtot)
+    J = len(counts)
+    if J < 2:
+        return est, {k: np.full_like(np.asarray(v, dtype=float), np.nan) for k, v in est.items()}
+    reps = [fn({k: tot[k] - v[j] for k, v in batch_sums.items()}, Mtot - counts[j]) for j in range(J)]
+    se = {}
+    for k in est:
+        r = np.stack([np.asarray(rep[k], dtype=float) for rep in reps])
+        with np.errstate(invalid="ignore"):
+            se[k] = np.sqrt((J - 1) / J * ((r - r.mean(0)) ** 2).sum(0))
+    return est, se
+
+
+# ----------------------------------------------------------------------------------------------
+# per-network statistics of one layer
+# ----------------------------------------------------------------------------------------------
+def _outer(a: torch.Tensor) -> torch.Tensor:
+    return a.unsqueeze(-1) * a.unsqueeze(-2)
+
+
+def kernel_statistics(st: LayerState, Mc: int, full_V: bool) -> dict[str, torch.Tensor]:
+    """Per-network k, kkd (=d dᵀ), Td (pair 4-pt), m4 (E[z⁴]), and if full_V kk, T (N²×N²)."""
+    z = st.z
+    n = z.shape[-1]
+    N = z.shape[-2]
+    out: dict[str, torch.Tensor] = {}
+    if st.G is not None:  # plain layer: conditional (Rao–Blackwellised) statistics
+        G = st.G.to(torch.float64)
+        k = G.expand(Mc, N, N) if G.dim() == 2 else G
+        d = torch.diagonal(k, dim1=-2, dim2=-1)
+        out["k"] = k
+        out["kkd"] = _outer(d)
+        out["Td"] = out["kkd"]
+        out["m4"] = 3.0 * d * d  # E[z⁴ | Ĝ] = 3 Ĝ_αα²
+        if full_V:
+            kf = k.reshape(Mc, N * N)
+            out["kk"] = _outer(kf)
+            out["T"] = out["kk"]
+        return out
+    # residual layer: direct cross-neuron statistics of the sampled z
+    zz = z.to(torch.float64)
+    S2 = zz @ zz.transpose(-1, -2)
+    d = torch.diagonal(S2, dim1=-2, dim2=-1)
+    z2 = zz * zz
+    out["k"] = S2 / n
+    out["kkd"] = _outer(d / n)
+    out["m4"] = (z2 * z2).sum(-1) / n
+    if n >= 2:
+        out["Td"] = (_outer(d) - z2 @ z2.transpose(-1, -2)) / (n * (n - 1))
+        if full_V:
+            Y = (zz.unsqueeze(-2) * zz.unsqueeze(-3)).reshape(Mc, N * N, n)
+            S4 = Y @ Y.transpose(-1, -2)
+            S2f = S2.reshape(Mc, N * N)
+            out["T"] = (_outer(S2f) - S4) / (n * (n - 1))
+            out["kk"] = _outer(S2f / n)
+    return out
+
+
+def ntk_statistics(H: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-network NTK statistics from H (M_c, N, N, n, n) = Ĥ_{ij;αβ}."""
+    H = H.to(torch.float64)
+    n = H.shape[-1]
+    dg = torch.diagonal(H, dim1=-2, dim2=-1)  # (Mc, N, N, n)
+    h = dg.mean(-1)
+    out = {"h": h, "hh": h * h, "hsq": (dg * dg).mean(-1)}
+    if n >= 2:
+        sq_diag = (dg * dg).sum(-1)
+        out["hx"] = (dg.sum(-1) ** 2 - sq_diag) / (n * (n - 1))
+        out["hoff"] = ((H * H).sum((-1, -2)) - sq_diag) / (n * (n - 1))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# sums → estimates (one function for the full ensemble and for jackknife replicas)
+# ----------------------------------------------------------------------------------------------
+def _ustat_outer(sum_a: np.ndarray, sum_aa: np.ndarray, M: float) -> np.ndarray:
+    """Unbiased estimate of E[a]⊗E[a] from Σ_m a_m and Σ_m a_m⊗a_m (pairs of distinct networks)."""
+    return (np.multiply.outer(sum_a, sum_a) - sum_aa) / (M * (M - 1))
+
+
+def kernel_estimates(S: dict[str, np.ndarray], M: float, n_prev: int, full_V: bool) -> dict[str, np.ndarray]:
+    k = S["k"] / M
+    N = k.shape[0]
+    dsum = np.diagonal(S["k"])
+    est = {"kernel": k}
+    kd = np.diagonal(k)
+    if "Td" in S:
+        conn_pairs = S["Td"] / M - (np.multiply.outer(dsum, dsum) - S["kkd"]) / (M * (M - 1))
+        est["V_pairs"] = n_prev * conn_pairs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            est["V_norm"] = np.diagonal(conn_pairs) / kd**2
+    else:
+        est["V_pairs"] = np.full((N, N), np.nan)
+        est["V_norm"] = np.full(N, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        est["kurtosis"] = (S["m4"] / M) / kd**2 - 3.0
+    if full_V:
+        if "T" in S:
+            kf = S["k"].reshape(N * N)
+            conn = S["T"] / M - _ustat_outer(kf, S["kk"], M)
+            est["V"] = n_prev * conn.reshape(N, N, N, N)
+        else:
+            est["V"] = np.full((N, N, N, N), np.nan)
+    return est
+
+
+def ntk_estimates(S: dict[str, np.ndarray], M: float, n_prev: int) -> dict[str, np.ndarray]:
+    theta = S["h"] / M
+    mean_sq = (S["h"] ** 2 - S["hh"]) / (M * (M - 1))  # unbiased E[Ĥ_ii]² (elementwise)
+    est = {"Theta": theta, "Theta_var": S["hsq"] / M - mean_sq}
+    if "hx" in S:
+        est["NTK_A"] = n_prev * (S["hx"] / M - mean_sq)
+        est["NTK_B"] = n_prev * S["hoff"] / M
+    else:
+        est["NTK_A"] = np.full_like(theta, np.nan)
+        est["NTK_B"] = np.full_like(theta, np.nan)
+    return est
+
+
+def histogram(samples: np.ndarray, bins: int = 60, scale: float | None = None) -> dict:
+    """Histogram (density) of output samples on ±5 standard deviations."""
+    samples = np.asarray(samples, dtype=np.float64).ravel()
+    s = float(np.sqrt(np.mean(samples**2))) if scale is None else float(scale)
+    s = s if s > 0 and math.isfinite(s) else 1.0
+    edges = np.linspace(-5 * s, 5 * s, bins + 1)
+    counts, _ = np.histogram(samples, bins=edges)
+    width = edges[1] - edges[0]
+    density = counts / max(len(samples), 1) / width
+    return {"edges": edges, "counts": counts, "density": density, "n_samples": int(len(samples)),
+            "outside": int(len(samples) - counts.sum())}

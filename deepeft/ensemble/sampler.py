@@ -1,0 +1,341 @@
+"""Sampling ensembles of networks from an :class:`~deepeft.core.spec.MLPSpec`, vectorised over networks.
+
+Two exact samplers share one RNG layout (conventions: :mod:`deepeft.conventions`):
+
+``'gaussian'`` (fast path, no weights)
+    Given layer l's activations σ^(l) of one network (N inputs × n_l neurons), the next
+    preactivations z^(l+1)_i = b_i + Σ_j W_ij σ_j are, row by row, i.i.d. Gaussian vectors over the
+    inputs with the N×N covariance  Ĝ^(l+1) = C_b + (C_W/n_l) σσᵀ  (pdlt §1: b, W independent of
+    everything below).  So z^(l+1) = chol(Ĝ) ε with ε ~ N(0, 1)^{N × n_{l+1}}: O(N² n) work and N·n
+    random numbers per layer instead of O(N n²) and n² for explicit weights.  Exact, not an
+    approximation.  Residual layers (spec: z' = ξ z + γ(b + Wσ(z))) add ξ z to the Gaussian branch.
+``'weights'``
+    Materialises W^(l) (M × n_l × n_{l-1}) and b^(l) and uses batched matmul.  Needed by the NTK.
+
+Both parameterisations give the same network distribution; the realisation is shared: in 'ntk'
+the unit-variance ω is drawn and W = sqrt(C_W/n) ω, in 'standard' W is drawn with the same numbers.
+
+RNG layout.  Networks are grouped in fixed *RNG blocks* of ``rng_block`` consecutive networks; block
+b draws from its own generator seeded by ``SeedSequence([seed, b])``, layer after layer.  Chunks are
+whole blocks, so how an ensemble is chunked never changes any network: chunked and unchunked runs
+give identical numbers (on CPU also bit-for-bit, see :mod:`.estimators`).  The numbers depend on
+(seed, rng_block, method, dtype, device), never on the chunk size.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..core.errors import DeepEFTError, ParameterError, check_int
+from ..core.spec import MLPSpec, validate_inputs
+
+METHODS = ("gaussian", "weights")
+
+
+class EnsembleMemoryError(DeepEFTError, MemoryError):
+    """A chunk of the ensemble cannot fit in the memory available; the message gives the estimate."""
+
+
+# ----------------------------------------------------------------------------------------------
+# device / dtype / memory helpers
+# ----------------------------------------------------------------------------------------------
+def resolve_device(device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ParameterError("device", device, "'cpu', 'cuda' or 'cuda:<index>'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError("device", str(device), "'cpu' (CUDA is not available on this machine: "
+                                 f"torch {torch.__version__} reports torch.cuda.is_available() = False)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ParameterError("device", str(device), f"cuda:0 … cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type != "cpu":
+        raise ParameterError("device", str(device), "'cpu' or 'cuda'")
+    return dev
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    table = {"float32": torch.float32, "float64": torch.float64, "single": torch.float32,
+             "double": torch.float64, "fp32": torch.float32, "fp64": torch.float64}
+    if isinstance(dtype, str):
+        if dtype.lower() not in table:
+            raise ParameterError("dtype", dtype, "'float32' or 'float64'")
+        return table[dtype.lower()]
+    if dtype in (torch.float32, torch.float64):
+        return dtype
+    if dtype in (np.float32, np.float64):
+        return torch.float32 if dtype is np.float32 else torch.float64
+    raise ParameterError("dtype", dtype, "torch.float32 or torch.float64")
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes we allow ourselves: half of MemAvailable on CPU, 80% of free memory on CUDA."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(0.8 * free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 * 1024**3
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def block_seed(seed: int, block: int) -> int:
+    """Seed of RNG block ``block`` (independent, well-mixed streams via numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(seed), int(block)]).generate_state(1, np.uint64)[0] & ((1 << 63) - 1))
+
+
+def default_rng_block(device: torch.device) -> int:
+    return 256 if device.type == "cuda" else 16
+
+
+# ----------------------------------------------------------------------------------------------
+# activation with derivative (autograd, exact; slopes for scale-invariant σ)
+# ----------------------------------------------------------------------------------------------
+def act_and_derivative(act, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if act.slopes is not None:
+        ap, am = act.slopes
+        return act.fn(z), torch.where(z >= 0, torch.full_like(z, ap), torch.full_like(z, am))
+    with torch.enable_grad():
+        zz = z.detach().requires_grad_(True)
+        s = act.fn(zz)
+        if not s.requires_grad:  # constant activation
+            return s.detach(), torch.zeros_like(z)
+        (g,) = torch.autograd.grad(s.sum(), zz)
+    return s.detach(), g.detach()
+
+
+# ----------------------------------------------------------------------------------------------
+# per-layer state handed to the statistics
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class LayerState:
+    """What one layer of a chunk exposes (M_c networks, N inputs).
+
+    l: layer (1-based).  z: (M_c, N, n_l) preactivations.  G: (M_c, N, N) or (N, N) conditional
+    covariance of each neuron's preactivation vector given the layer below (None for residual
+    layers, whose conditional mean is not zero).  sigma_prev / dsigma_prev: σ and σ' of layer l-1
+    ((N, n_0) inputs and None at l = 1).  W (M_c, n_l, n_{l-1}) and b (M_c, n_l) in the 'weights'
+    method, else None.  residual: (ξ, γ) if layer l has a skip connection.
+    """
+
+    l: int
+    z: torch.Tensor
+    G: torch.Tensor | None
+    sigma_prev: torch.Tensor
+    dsigma_prev: torch.Tensor | None
+    W: torch.Tensor | None
+    b: torch.Tensor | None
+    residual: tuple[float, float] | None
+
+
+def _psd_sqrt_factor(G: torch.Tensor) -> torch.Tensor:
+    """A factor F with F Fᵀ = G for a batch of PSD matrices: Cholesky where it succeeds, a
+    clamped eigen-decomposition (float64) where G is singular (duplicate inputs, N > n)."""
+    Lc, info = torch.linalg.cholesky_ex(G)
+    bad = info != 0
+    if bool(bad.any()):
+        Gb = G[bad].to(torch.float64)
+        evals, evecs = torch.linalg.eigh(Gb)
+        F = (evecs * evals.clamp_min(0).sqrt().unsqueeze(-2)).to(G.dtype)
+        Lc = Lc.clone()
+        Lc[bad] = F
+    return Lc
+
+
+# ----------------------------------------------------------------------------------------------
+# the sampler
+# ----------------------------------------------------------------------------------------------
+class EnsembleSampler:
+    """Samples M networks of ``spec`` in chunks, yielding every layer of every chunk.
+
+    Use :meth:`plan` to fix the chunk size (checked against memory), then :meth:`chunks` and
+    :meth:`layers`.
+    """
+
+    def __init__(self, spec: MLPSpec, inputs, ensemble: int, *, seed: int = 0, device="cpu",
+                 dtype=torch.float64, method: str = "gaussian", rng_block: int | None = None,
+                 ntk: bool = False):
+        if not isinstance(spec, MLPSpec):
+            raise ParameterError("spec", type(spec).__name__, "an MLPSpec (see MLPSpec.make or deepeft.theory.critical_spec)")
+        self.spec = spec
+        self.x_np = validate_inputs(inputs, spec)
+        self.M = check_int("ensemble", ensemble, 2)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ParameterError("seed", seed, "an integer >= 0")
+        self.seed = int(seed)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        if method not in METHODS:
+            raise ParameterError("method", method, "'gaussian' (exact, no weights) or 'weights'")
+        self.ntk = bool(ntk)
+        if self.ntk and method != "weights":
+            method = "weights"  # the NTK forward equation needs the weights
+        self.method = method
+        self.rng_block = check_int("rng_block", rng_block, 1) if rng_block is not None else default_rng_block(self.device)
+        self.x = torch.as_tensor(self.x_np, dtype=self.dtype, device=self.device)
+        self.N = self.x.shape[0]
+        self.n_blocks = -(-self.M // self.rng_block)
+
+    # -- memory --------------------------------------------------------------------------------
+    def bytes_per_network(self, *, full_V: bool = False, extra_per_network: int = 0) -> int:
+        """Peak bytes one network needs inside a chunk (estimate, with a 1.5× safety factor)."""
+        s = torch.finfo(self.dtype).bits // 8
+        N = self.N
+        nmax = max(self.spec.all_widths)
+        per = s * (6 * N * nmax + 6 * N * N)
+        per += 8 * (12 * N * N + 4 * N)  # float64 statistics
+        if full_V:
+            per += 8 * 4 * N**4 + s * N * N * nmax
+        if self.method == "weights":
+            per += s * (2 * nmax * nmax + 2 * nmax)
+        if self.ntk:
+            per += s * (4 * N * N * nmax * nmax + 2 * N * nmax * nmax)
+        return int(1.5 * (per + extra_per_network))
+
+    def plan(self, chunk_size: int | None = None, memory_limit: int | None = None, *,
+             full_V: bool = False, extra_per_network: int = 0) -> int:
+        """Fix and return the chunk size (a multiple of ``rng_block``).  Raises
+        :class:`EnsembleMemoryError` with the estimate if the chunk cannot fit."""
+        per = self.bytes_per_network(full_V=full_V, extra_per_network=extra_per_network)
+        if memory_limit is None:
+            budget = available_memory(self.device)
+            where = f"available on {self.device} (half of free RAM on CPU, 80% of free GPU memory)"
+        else:
+            budget = check_int("memory_limit", memory_limit, 1)
+            where = "allowed by memory_limit"
+        B = self.rng_block
+        if chunk_size is None:
+            fit = budget // per
+            if fit < min(B, self.M):
+                raise EnsembleMemoryError(
+                    f"one RNG block of {B} networks needs about {fmt_bytes(per * min(B, self.M))} "
+                    f"({fmt_bytes(per)} per network) but only {fmt_bytes(budget)} is {where}; "
+                    "use a smaller rng_block, fewer inputs, or smaller widths")
+            cap = 2048 if self.device.type == "cpu" else 8192
+            chunk = max(B, min(fit, cap) // B * B)
+        else:
+            chunk = check_int("chunk_size", chunk_size, 1)
+            if chunk % B:
+                raise ParameterError("chunk_size", chunk_size, f"a multiple of rng_block={B}",
+                                     "chunks are made of whole RNG blocks so that chunking never changes the networks")
+            need = per * min(chunk, -(-self.M // B) * B)
+            if need > budget:
+                max_fit = budget // per // B * B
+                raise EnsembleMemoryError(
+                    f"chunk_size={chunk} needs about {fmt_bytes(need)} ({fmt_bytes(per)} per network) "
+                    f"but only {fmt_bytes(budget)} is {where}; use chunk_size <= {max(max_fit, 0)}"
+                    + ("" if max_fit >= B else " (not even one RNG block fits: lower rng_block)"))
+        self.chunk_size = min(chunk, self.n_blocks * B)
+        self.bytes_per_net = per
+        return self.chunk_size
+
+    def chunks(self) -> Iterator[tuple[int, int]]:
+        cs = getattr(self, "chunk_size", None) or self.plan()
+        for start in range(0, self.M, cs):
+            yield start, min(start + cs, self.M)
+
+    # -- sampling ------------------------------------------------------------------------------
+    def _generators(self, start: int, stop: int) -> list[tuple[torch.Generator, int]]:
+        gens = []
+        for blk in range(start // self.rng_block, -(-stop // self.rng_block)):
+            g = torch.Generator(device=self.device)
+            g.manual_seed(block_seed(self.seed, blk))
+            size = min(self.rng_block, self.M - blk * self.rng_block)
+            gens.append((g, size))
+        return gens
+
+    def _randn(self, gens, shape) -> torch.Tensor:
+        parts = [torch.randn((size, *shape), generator=g, device=self.device, dtype=self.dtype) for g, size in gens]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+
+    def layers(self, start: int, stop: int, *, need_z_last: bool = True) -> Iterator[LayerState]:
+        """Propagate networks [start, stop) layer by layer, yielding a :class:`LayerState` each.
+
+        Every layer's random numbers are drawn for every block even if not needed, so that the
+        streams stay aligned whatever the caller consumes."""
+        spec, act = self.spec, self.spec.activation
+        gens = self._generators(start, stop)
+        L = spec.depth
+        x = self.x
+        z_prev = None
+        sig, dsig = x, None
+        for l in range(1, L + 1):
+            n_in, n_out = spec.fan_in(l), spec.width(l)
+            cw, cb = spec.C_W[l - 1], spec.C_b[l - 1]
+            res = spec.residual if spec.is_residual_layer(l) else None
+            W = b = None
+            if l > 1:
+                sig, dsig = act_and_derivative(act, z_prev) if self.ntk else (act.fn(z_prev), None)
+            # conditional covariance of each neuron's input-vector: Ĝ = C_b + C_W σσᵀ/n_{l-1}
+            if l == 1:
+                G = cb + (cw / n_in) * (x @ x.T)
+            else:
+                G = cb + (cw / n_in) * torch.matmul(sig, sig.transpose(-1, -2))
+            if self.method == "gaussian":
+                eps = self._randn(gens, (self.N, n_out))
+                if l == 1:
+                    F = _psd_sqrt_factor(G.unsqueeze(0))[0]
+                    branch = torch.matmul(F, eps)
+                else:
+                    branch = torch.matmul(_psd_sqrt_factor(G), eps)
+            else:
+                omega = self._randn(gens, (n_out, n_in))
+                beta = self._randn(gens, (n_out,))
+                W = omega * math.sqrt(cw / n_in)
+                b = beta * math.sqrt(cb)
+                if l == 1:
+                    branch = torch.matmul(x, W.transpose(-1, -2)) + b.unsqueeze(1)
+                else:
+                    branch = torch.baddbmm(b.unsqueeze(1), sig, W.transpose(-1, -2))
+            if res is not None:
+                xi, gamma = res
+                z = xi * z_prev + gamma * branch
+            else:
+                z = branch
+            if not torch.isfinite(z).all():
+                from ..core.errors import DivergenceError
+                raise DivergenceError(f"preactivations overflowed to inf/NaN at layer {l} in {self.dtype}; "
+                                      "the network is far from criticality (reduce C_W or depth, or use float64)")
+            yield LayerState(l, z, None if res is not None else G, sig, dsig, W, b, res)
+            z_prev = z
+
+
+def sample_preactivations(spec: MLPSpec, inputs, ensemble: int, *, seed: int = 0, device="cpu",
+                          dtype=torch.float64, method: str = "gaussian", rng_block: int | None = None,
+                          layers: tuple[int, ...] | None = None) -> dict[int, torch.Tensor]:
+    """All preactivations z^(l) (M, N, n_l) of an ensemble, for small ensembles and tests.
+
+    ``layers``: which layers to keep (default: all).  Memory is M·N·Σn_l; for large M use
+    :func:`deepeft.ensemble.measure`, which streams."""
+    s = EnsembleSampler(spec, inputs, ensemble, seed=seed, device=device, dtype=dtype, method=method,
+                        rng_block=rng_block)
+    keep = set(range(1, spec.depth + 1)) if layers is None else set(layers)
+    s.plan()
+    out: dict[int, list[torch.Tensor]] = {l: [] for l in keep}
+    for a, b in s.chunks():
+        for st in s.layers(a, b):
+            if st.l in keep:
+                out[st.l].append(st.z)
+    return {l: torch.cat(v, 0) for l, v in out.items()}
+
