@@ -37,6 +37,7 @@ def zscores(theory: np.ndarray, measured: np.ndarray, stderr: np.ndarray) -> np.
 def compute_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.ndarray]:
     """Theory prediction and ensemble measurement of one point, side by side."""
     from .. import ensemble, theory
+    from ..core.observables import Observables
     from ..core.spec import MLPSpec
 
     spec = MLPSpec.from_dict(config["spec"])
@@ -44,8 +45,12 @@ def compute_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.nd
     kw = {}
     if config.get("chunk_size"):
         kw["chunk_size"] = config["chunk_size"]
-    ms = ensemble.measure(spec, inputs, ensemble=config["ensemble"], seed=config["seed"],
-                          device=config["device"], **kw)
+    wanted = tuple(q for q in config["observables"] if q in ensemble.QUANTITIES)
+    if wanted:
+        ms = ensemble.measure(spec, inputs, ensemble=config["ensemble"], seed=config["seed"],
+                              device=config["device"], quantities=wanted, **kw)
+    else:  # theory-only quantities (K, K1, chi_*): nothing to measure
+        ms = Observables(spec, inputs, "ensemble")
     out: dict[str, np.ndarray] = {}
     for q in config["observables"]:
         if q in th.values:

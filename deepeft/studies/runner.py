@@ -136,6 +136,11 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
             summary.wall_s = time.perf_counter() - t_start
             return summary
 
+        try:
+            import torch
+            torch_threads = torch.get_num_threads()  # in-process points change it; restored below
+        except ImportError:  # pragma: no cover
+            torch, torch_threads = None, None
         client, cluster, summary.mode = _make_client(workers, scheduler, threads)
         summary.setup_s = time.perf_counter() - t_start
         tpp = study.run.threads_per_point
@@ -186,5 +191,7 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
             client.close()
             if cluster is not None:
                 cluster.close()
+            if torch is not None and torch.get_num_threads() != torch_threads:
+                torch.set_num_threads(torch_threads)
         summary.wall_s = time.perf_counter() - t_start
         return summary
