@@ -31,6 +31,7 @@ class LayerIntegrals:
     d2g: np.ndarray
     gp: np.ndarray
     dgp: np.ndarray
+    g4: np.ndarray | None = None
     D2: np.ndarray | None = None
     M4: list[np.ndarray] | None = None
     S4: np.ndarray | None = None
@@ -53,19 +54,18 @@ def _fill_pairs(act: Activation, K: np.ndarray, i: int, j: int, diag: np.ndarray
 
 
 def layer_integrals(act: Activation, K: np.ndarray, *, derivatives: bool = True, fourth: bool = False,
-                    four_point: bool = False) -> LayerIntegrals:
+                    four_point: bool = False, check: bool = False) -> LayerIntegrals:
     """Gaussian integral tables at kernel K (N×N).  ``derivatives``: D2 (needed for V);
     ``fourth``: M4/q4 (needed for K1); ``four_point``: S4 (multi-input V source)."""
     N = K.shape[0]
     kd = np.diag(K).copy()
-    g = gi.single(act, kd, 2)
-    gp = gi.single(act, kd, 0, 2)
-    dg = gi.single(act, kd, 2, dK=1) if derivatives else None
-    d2g = gi.single(act, kd, 2, dK=2) if (derivatives or fourth) else None
-    dgp = gi.single(act, kd, 0, 2, dK=1) if derivatives else None
+    req = [(2, 0, 0), (0, 2, 0), (4, 0, 0)] + ([(2, 0, 1), (2, 0, 2), (0, 2, 1)] if derivatives else [])
+    t = gi.single_table(act, kd, req, check=check)
+    g, gp, g4 = t[(2, 0, 0)], t[(0, 2, 0)], t[(4, 0, 0)]
+    dg, d2g, dgp = (t.get((2, 0, 1)), t.get((2, 0, 2)), t.get((0, 2, 1)))
     G = _fill_pairs(act, K, 0, 0, g)
     Gp = _fill_pairs(act, K, 1, 1, gp)
-    out = LayerIntegrals(G=G, Gp=Gp, g=g, dg=dg, d2g=d2g, gp=gp, dgp=dgp)
+    out = LayerIntegrals(G=G, Gp=Gp, g=g, dg=dg, d2g=d2g, gp=gp, dgp=dgp, g4=g4)
     if derivatives:
         D2 = np.zeros((N, N, N, N))
         if N > 1:

@@ -100,8 +100,8 @@ def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str =
         if not np.all(np.isfinite(K)) or np.any(np.diag(K) > 1e150):
             raise ParameterError("C_W", spec.C_W, "values for which the kernel stays finite",
                                  f"the kernel overflowed at layer {l}; the network is deep in the chaotic phase")
-        li = layer_integrals(act, K, derivatives=(order == "1/n") or True, fourth=full,
-                             four_point=full and l < L)
+        li = layer_integrals(act, K, derivatives=True, fourth=full, four_point=full and l < L,
+                             check=(l == 1 or l == L))
         cw, cb = spec.C_W[nxt - 1], spec.C_b[nxt - 1]
         res = spec.is_residual_layer(nxt)
         xi2, ga2 = (spec.residual[0] ** 2, spec.residual[1] ** 2) if res else (0.0, 1.0)
@@ -118,7 +118,7 @@ def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str =
         Th_new = xi2 * Th + ga2 * (lb + lw * li.G + cw * li.Gp * Th)
         if order == "1/n":
             # single-input (diagonal) recursions, PDLT reference §4.2/§4.3 (+ residual §8)
-            var = cw**2 * (gi_single4(act, np.diag(K)) - li.g**2)
+            var = cw**2 * (li.g4 - li.g**2)
             chi_mlp = cw * li.dg
             v_new = ga2**2 * var + r * (xi2 + ga2 * chi_mlp) ** 2 * v + 4 * xi2 * ga2 * cw * np.diag(K) ** 2 * li.dg
             k1_new = xi2 * k1 + ga2 * r * (chi_mlp * k1 + cw / 8 * v * 4 * li.d2g)
@@ -151,6 +151,3 @@ def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str =
     return out
 
 
-def gi_single4(act, kd):
-    from ..core.gaussian import single
-    return single(act, kd, 4)
