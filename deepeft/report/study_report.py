@@ -441,6 +441,14 @@ yellow: |z| &gt; 3, red: |z| &gt; 5.</p>
 {points_table(df_all, observables) if len(df_all) else ''}
 </section>
 <footer><p style="color:#888;font-size:.8em">Written by deepeft {__version__} in {time.perf_counter() - t0:.1f} s.</p></footer>
+<script>
+window.addEventListener("load", function () {{
+  var imgs = document.querySelectorAll("img.figure"), ok = 0;
+  imgs.forEach(function (im) {{ if (im.complete && im.naturalWidth > 0) ok += 1; }});
+  document.body.setAttribute("data-figures-total", imgs.length);
+  document.body.setAttribute("data-figures-rendered", ok);
+}});
+</script>
 </body></html>
 """
     html_path.write_text(page, encoding="utf-8")
