@@ -130,17 +130,18 @@ def compare(theory: Observables, measured: Observables, quantities: Iterable[str
         if th is None or me is None or se is None or th.shape != me.shape:
             continue
         bad_layers = []
+        qscale = float(np.nanmax(np.abs(th))) if np.isfinite(th).any() else 1.0
+        qscale = qscale if qscale > 0 else 1.0
         for l in range(1, spec.depth + 1):
             worst = 0.0
             for ix in _entries(th.shape[1:], entries):
                 t, m, s = float(th[(l - 1, *ix)]), float(me[(l - 1, *ix)]), float(se[(l - 1, *ix)])
                 if not (math.isfinite(m) and math.isfinite(t)):
                     continue
-                scale = max(abs(t), abs(m), 1e-300)
-                if s > 1e-12 * scale and math.isfinite(s):
+                if s > 1e-10 * qscale and math.isfinite(s):
                     z = (m - t) / s
-                else:  # exactly known layer (e.g. layer 1): zero error, compare to rounding
-                    z = 0.0 if abs(m - t) <= 1e-8 * scale + 1e-12 else math.copysign(float("inf"), m - t)
+                else:  # exactly known layer (e.g. layer 1): zero error up to rounding
+                    z = 0.0 if abs(m - t) <= 1e-8 * qscale else math.copysign(float("inf"), m - t)
                 worst = max(worst, abs(z))
                 rows.append({"quantity": q, "layer": l, "aspect": l / widths[l - 1], "entry": ix, "theory": t,
                              "measured": m, "se": s, "z": z})

@@ -235,15 +235,13 @@ class EnsembleSampler:
             cap = 2048 if self.device.type == "cpu" else 8192
             chunk = max(B, min(fit, cap) // B * B)
         else:
-            chunk = check_int("chunk_size", chunk_size, 1)
-            if chunk % B:
-                raise ParameterError("chunk_size", chunk_size, f"a multiple of rng_block={B}",
-                                     "chunks are made of whole RNG blocks so that chunking never changes the networks")
+            # chunks are whole RNG blocks (so chunking never changes a network): round down
+            chunk = max(B, check_int("chunk_size", chunk_size, 1) // B * B)
             need = per * min(chunk, -(-self.M // B) * B)
             if need > budget:
                 max_fit = budget // per // B * B
                 raise EnsembleMemoryError(
-                    f"chunk_size={chunk} needs about {fmt_bytes(need)} ({fmt_bytes(per)} per network) "
+                    f"chunk_size={chunk_size} needs about {fmt_bytes(need)} ({fmt_bytes(per)} per network) "
                     f"but only {fmt_bytes(budget)} is {where}; use chunk_size <= {max(max_fit, 0)}"
                     + ("" if max_fit >= B else " (not even one RNG block fits: lower rng_block)"))
         self.chunk_size = min(chunk, self.n_blocks * B)
@@ -266,8 +264,15 @@ class EnsembleSampler:
         return gens
 
     def _randn(self, gens, shape) -> torch.Tensor:
-        parts = [torch.randn((size, *shape), generator=g, device=self.device, dtype=self.dtype) for g, size in gens]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        """Standard normals (M_c, *shape): block b's slice is filled from block b's generator
+        (``normal_`` on a contiguous slice draws exactly what ``randn`` of that size draws)."""
+        total = sum(size for _, size in gens)
+        out = torch.empty((total, *shape), device=self.device, dtype=self.dtype)
+        a = 0
+        for g, size in gens:
+            out[a:a + size].normal_(generator=g)
+            a += size
+        return out
 
     def layers(self, start: int, stop: int, *, need_z_last: bool = True) -> Iterator[LayerState]:
         """Propagate networks [start, stop) layer by layer, yielding a :class:`LayerState` each.
