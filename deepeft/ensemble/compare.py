@@ -52,7 +52,8 @@ def _entries(shape: tuple[int, ...], mode: str) -> list[tuple[int, ...]]:
 @dataclass
 class Comparison:
     """Rows of (quantity, layer, entry, theory, measured, se, z).  ``breakdown[q]`` is the first
-    layer from which |z| > z_threshold holds for every deeper compared layer (None if never)."""
+    layer where some entry has |z| > z_threshold (None if never): from there on (larger ℓ/n) the
+    1/n prediction is flagged as untrustworthy."""
 
     rows: list[dict[str, Any]]
     z_threshold: float
@@ -146,12 +147,7 @@ def compare(theory: Observables, measured: Observables, quantities: Iterable[str
                 rows.append({"quantity": q, "layer": l, "aspect": l / widths[l - 1], "entry": ix, "theory": t,
                              "measured": m, "se": s, "z": z})
             bad_layers.append(worst > z_threshold)
-        # first layer from which every deeper layer is beyond the threshold
-        bl = None
-        for l in range(spec.depth, 0, -1):
-            if bad_layers[l - 1]:
-                bl = l
-            else:
-                break
-        breakdown[q] = bl
+        # first layer beyond the threshold: deeper layers (larger ℓ/n) are not trusted either,
+        # even where heavy tails inflate the SE enough to hide the gap
+        breakdown[q] = next((l for l in range(1, spec.depth + 1) if bad_layers[l - 1]), None)
     return Comparison(rows=rows, z_threshold=z_threshold, widths=widths, breakdown=breakdown)
