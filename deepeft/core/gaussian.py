@@ -124,6 +124,9 @@ def single(act: Activation, K, p: int, q: int = 0, dK: int = 0) -> np.ndarray:
     return _single_quad(act, K, p, q, dK)
 
 
+_GAUSS_BREAKS = np.array([-5.0, -2.5, 2.5, 5.0])  # the Gaussian's own scale, in u
+
+
 def _panel_rule(K: np.ndarray, nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Composite Gauss–Legendre rule for E over N(0, 1) in u = z/√K, with panel breaks at
     u = 0, ±2/√K, ±8/√K (the activation's own scale) and ±10 (the Gaussian's reach).  Each panel's
@@ -133,14 +136,15 @@ def _panel_rule(K: np.ndarray, nodes: int) -> tuple[np.ndarray, np.ndarray]:
     c = 10.0
     sk = np.sqrt(np.maximum(K, 1e-300))[:, None]
     br = np.concatenate([np.full_like(sk, -c), np.clip(np.array([-8.0, -2.0, 0.0, 2.0, 8.0])[None, :] / sk, -c, c),
-                         np.full_like(sk, c)], axis=1)  # (B, 7) sorted
+                         np.broadcast_to(_GAUSS_BREAKS, (len(K), len(_GAUSS_BREAKS))), np.full_like(sk, c)], axis=1)
+    br = np.sort(br, axis=1)
     lo, hi = br[:, :-1, None], br[:, 1:, None]  # (B, 6, 1)
     u = 0.5 * (hi - lo) * (x[None, None, :] + 1) + lo
     wu = 0.5 * (hi - lo) * w[None, None, :] * np.exp(-0.5 * u**2) / math.sqrt(2 * math.pi)
     return u.reshape(len(K), -1), wu.reshape(len(K), -1)
 
 
-def _single_quad(act: Activation, K: np.ndarray, p: int, q: int, dK: int, nodes: int = 64,
+def _single_quad(act: Activation, K: np.ndarray, p: int, q: int, dK: int, nodes: int = 40,
                  check: bool = True) -> np.ndarray:
     Kf = np.atleast_1d(K).astype(np.float64).ravel()
     u, w = _panel_rule(Kf, nodes)
@@ -166,7 +170,7 @@ def single_table(act: Activation, K, requests, check: bool = False) -> dict:
     if any(r[2] > 0 for r in requests) and np.any(K <= 0):
         raise ParameterError("K", float(np.min(K)), "K > 0 for K-derivatives of Gaussian expectations")
     Kf = np.atleast_1d(K).astype(np.float64).ravel()
-    u, w = _panel_rule(Kf, 64)
+    u, w = _panel_rule(Kf, 40)
     z = np.sqrt(Kf)[:, None] * u
     need_q = any(r[1] for r in requests)
     ds = act.derivatives(torch.as_tensor(z), 1 if need_q else 0)
@@ -179,7 +183,7 @@ def single_table(act: Activation, K, requests, check: bool = False) -> dict:
         out[(p, q, dK)] = np.sum(f * hw[dK], axis=1).reshape(np.shape(K))
     if check:
         for r in requests:
-            _warn_accuracy(out[r], _single_quad(act, Kf, *r, nodes=48, check=False).reshape(np.shape(K)),
+            _warn_accuracy(out[r], _single_quad(act, Kf, *r, nodes=30, check=False).reshape(np.shape(K)),
                            f"⟨σ^{r[0]}σ'^{r[1]}⟩ (dK={r[2]})", act, rtol=1e-9)
     return out
 
@@ -251,14 +255,15 @@ def _panel_nodes(lo_z, hi_z, centre, scale, nodes):
     feats = np.array([-8.0, -2.0, 0.0, 2.0, 8.0])
     sc = np.maximum(scale, 1e-300)
     br = np.clip((feats[None, :] - centre[:, None]) / sc[:, None], -c, c)
-    br = np.sort(np.concatenate([np.full((len(centre), 1), -c), br, np.full((len(centre), 1), c)], axis=1), axis=1)
+    br = np.sort(np.concatenate([np.full((len(centre), 1), -c), br, np.broadcast_to(_GAUSS_BREAKS, (len(centre), len(_GAUSS_BREAKS))),
+                                 np.full((len(centre), 1), c)], axis=1), axis=1)
     lo, hi = br[:, :-1, None], br[:, 1:, None]
     u = 0.5 * (hi - lo) * (x[None, None, :] + 1) + lo
     wu = 0.5 * (hi - lo) * w[None, None, :] * np.exp(-0.5 * u**2) / math.sqrt(2 * math.pi)
     return u.reshape(len(centre), -1), wu.reshape(len(centre), -1)
 
 
-def pair_quad(act: Activation, Kaa, Kab, Kbb, i: int, j: int, nodes: int = 24,
+def pair_quad(act: Activation, Kaa, Kab, Kbb, i: int, j: int, nodes: int = 16,
               check: bool = True, chunk: int = 64) -> np.ndarray:
     """Nested composite Gauss–Legendre quadrature (any σ; geometric convergence for smooth σ).
 
