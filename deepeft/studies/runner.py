@@ -43,6 +43,7 @@ class RunSummary:
     compute_s: float = 0.0   # sum over points of the time spent inside the point function
     store_s: float = 0.0     # time spent writing the store
     setup_s: float = 0.0     # validation + cluster start-up
+    loop_s: float = 0.0      # first submission → last point stored
     mode: str = "in-process"
     failures: list[str] = field(default_factory=list)
 
@@ -164,6 +165,7 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
                 futures[fut] = (i, key, cfg)
                 return fut
 
+            t_loop = time.perf_counter()
             ac = as_completed([submit_one() for _ in range(min(window, len(queue)))], with_results=True)
             with _sigterm_as_interrupt():
                 for fut, res in ac:
@@ -183,6 +185,7 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
                     pbar.update(1)
                     if summary.failed:
                         pbar.set_postfix(failed=summary.failed)
+            summary.loop_s = time.perf_counter() - t_loop
         finally:
             if pbar is not None:
                 pbar.close()

@@ -1,0 +1,50 @@
+"""Report generation time for a 500-point study (synthetic point function: the report's cost does
+not depend on where the numbers came from).  Usage: python bench/studies/bench_report.py"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STUDY = """
+[study]
+name = "bench500"
+[inputs]
+n_inputs = 2
+input_dim = 4
+[grid]
+activation = ["tanh", "relu", "gelu", "erf", "silu"]
+width = [8, 16, 32, 64, 128]
+depth = [4, 8, 12, 16, 24]
+seed = [0, 1, 2, 3]
+C_b = 0.0
+C_W = 1.0
+"""
+
+
+def main(repeats: int = 3) -> dict:
+    from deepeft.report.study_report import write_report
+    from deepeft.studies import run_study
+    from deepeft.studies.points import synthetic_point
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "bench500.toml"
+        p.write_text(STUDY)
+        t0 = time.perf_counter()
+        s = run_study(p, Path(d) / "out", point_fn=synthetic_point, progress=False)
+        run_s = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            html = write_report(Path(d) / "out")
+            times.append(time.perf_counter() - t0)
+        return {"points": s.computed, "synthetic_run_s": run_s, "store_per_point_ms": 1e3 * s.store_s / s.computed,
+                "report_s": times, "report_median_s": sorted(times)[len(times) // 2],
+                "html_bytes": html.stat().st_size}
+
+
+if __name__ == "__main__":
+    json.dump(main(), sys.stdout, indent=2)
+    print()
