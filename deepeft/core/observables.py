@@ -11,6 +11,9 @@ name           shape             meaning
 ``V``          (L, N, N, N, N)   four-point vertex V^(l)_{(α1α2)(α3α4)} (connected 4-pt × n_{l-1})
 ``V_norm``     (L, N)            V_{(αα)(αα)} / (n_{l-1} K_{αα}²) = excess kurtosis / 3
 ``Theta``      (L, N, N)         NTK mean Θ^(l)
+``Theta1``     (L, N)            1/n NTK mean correction: E[Ĥ_ii] = Θ + Θ1/n_{l-1}
+``ntk_mean``   (L, N, N)         Θ with the 1/n-corrected diagonal
+``ntk_var``    (L, N)            Var(Ĥ_ii) = (A + 2B)/n_{l-1}  (A, B, D, F also stored, (L, N))
 ``chi_par``    (L, N)            parallel susceptibility χ_∥ at K_{αα}   (theory only)
 ``chi_perp``   (L, N)            perpendicular susceptibility χ_⊥        (theory only)
 =============  ================  ===========================================================

@@ -88,8 +88,8 @@ class MLPSpec:
                     raise ParameterError("widths", self.widths,
                                          "equal hidden widths for a residual MLP (skip connections need n_l = n_{l+1})")
             object.__setattr__(self, "residual", (xi, gamma))
-        lw = self.lambda_W if len(self.lambda_W) else None
-        lb = self.lambda_b if len(self.lambda_b) else None
+        lw = None if (self.lambda_W is None or (not np.isscalar(self.lambda_W) and len(self.lambda_W) == 0)) else self.lambda_W
+        lb = None if (self.lambda_b is None or (not np.isscalar(self.lambda_b) and len(self.lambda_b) == 0)) else self.lambda_b
         if lw is None:
             lw = self.C_W if self.parameterization == "ntk" else tuple(float(self.fan_in(l)) for l in range(1, L + 1))
         if lb is None:

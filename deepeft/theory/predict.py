@@ -5,6 +5,7 @@ import numpy as np
 
 from ..core.observables import Observables
 from ..core.spec import MLPSpec, validate_inputs
+from .ntk import ntk_fluctuations
 from .recursion import propagate
 
 
@@ -15,6 +16,9 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
     normalised vertex ``V_norm = V_(αα)(αα)/(n_{l-1}K_αα²)``.  With ``vertex='diagonal'`` (default for
     N > 8 inputs) only the diagonal V_(αα)(αα) and K1_αα are propagated, so ``kernel`` carries the
     1/n correction on its diagonal only (``meta['kernel_offdiagonal_order'] = 'infinite'``).
+    For non-residual networks ``order='1/n'`` also gives the NTK's finite-width statistics per input
+    (:mod:`deepeft.theory.ntk`): ``Theta1``, ``A``, ``B``, ``D``, ``F`` (L, N), ``ntk_var`` =
+    Var(Ĥ_ii) = (A + 2B)/n_{l-1} and ``ntk_mean`` = Θ with Θ + Θ1/n_{l-1} on the diagonal.
     Names and shapes: see :mod:`deepeft.core.observables`.
     """
     if not isinstance(spec, MLPSpec):
@@ -44,6 +48,32 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
             values["kernel"] = rec.K + K1 / fan[:, None, None]
             meta["vertex"] = "diagonal"
             meta["kernel_offdiagonal_order"] = "infinite"
+        if spec.residual is None:
+            fl = ntk_fluctuations(spec, x)
+            for k in ("Theta1", "A", "B", "D", "F", "ntk_var"):
+                values[k] = fl[k]
+            values["ntk_mean"] = rec.Theta.copy()
+            values["ntk_mean"][:, idx, idx] = fl["ntk_mean"]
     else:
         values["kernel"] = rec.K
     return Observables(spec=spec, inputs=x, source="theory", values=values, meta=meta)
+
+
+def output_density(obs: Observables, z, layer: int | None = None, alpha: int = 0) -> np.ndarray:
+    """Predicted density of one preactivation z_{i;α} at ``layer`` (default: last), to O(1/n):
+    the Edgeworth form p(z) = N(z; 0, G)[1 + V/(8 n G²) He₄(z/√G)], G = K + K1/n (PDLT ch. 4:
+    the connected 4-pt function 3V/n is the only 1/n non-Gaussianity of a single neuron)."""
+    from ..core.errors import ParameterError
+
+    l = obs.depth if layer is None else layer
+    if not 1 <= l <= obs.depth:
+        raise ParameterError("layer", layer, f"1 … {obs.depth}")
+    z = np.asarray(z, dtype=float)
+    n = obs.spec.fan_in(l)
+    G = float(obs["kernel"][l - 1, alpha, alpha])
+    u = z / np.sqrt(G)
+    gauss = np.exp(-0.5 * u**2) / np.sqrt(2 * np.pi * G)
+    if "V_diag" not in obs:
+        return gauss
+    v = float(obs["V_diag"][l - 1, alpha]) / (n * G**2)
+    return gauss * (1 + v / 8 * (u**4 - 6 * u**2 + 3))
