@@ -1,0 +1,152 @@
+"""Choose the SGLD step size ε from short pilot runs, and sanity-check γ and nβ.
+
+All candidate step sizes run in *one* vectorised pilot (``chains_per_lr`` chains each, one ε per
+chain).  A candidate passes when
+
+1. **stable**: no chain diverged (NaN/Inf, runaway, or ε·(nβ h_max + γ) ≥ 4 at w*);
+2. **accurate**: the mean Metropolis–Hastings acceptance probability of its SGLD proposals
+   (computed on every pilot step on the step's minibatch — devinterp's MALA diagnostic) is at
+   least ``min_acceptance``: the Langevin discretisation error per step is small;
+3. **flat**: after the pilot burn-in the loss trace has no significant drift (|z| ≤ ``max_drift_z``,
+   :func:`deepeft.bayes.diagnostics.trace_drift`): the chains equilibrated within the pilot.
+
+The *largest* passing ε is chosen (fastest mixing among the accurate ones) and the reasons for
+every candidate are reported.  Checks on γ and nβ: the localisation share
+q = γ·E‖w − w*‖²/P (1 for a loss that does not constrain the chains at all; warned above 0.95) and
+whether the distance to w* still drifts (γ too weak), nβ > n (β > 1, colder than the posterior).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from torch import nn
+
+from ..core.errors import AccuracyWarning, ParameterError, check_int, check_positive
+from .diagnostics import trace_drift
+from .llc import _jsonable
+from .samplers import StepSizeWarning, sample
+
+
+@dataclass
+class CalibrationResult:
+    lr: float
+    reason: str
+    table: list
+    nbeta: float
+    localization: float
+    localization_share: float
+    warnings: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return _jsonable(self.__dict__)
+
+    def summary(self) -> str:
+        lines = [f"chosen lr = {self.lr:.3g}: {self.reason}",
+                 f"  nβ = {self.nbeta:.4g}, localization γ = {self.localization:.3g}, localization share q = {self.localization_share:.3f}",
+                 "  lr          stable  accept  drift_z  llc_hat   verdict"]
+        for r in self.table:
+            lines.append(f"  {r['lr']:<10.3g}  {str(r['stable']):<6}  {r['acceptance']:<6.3f}  {r['drift_z']:<7.2f}  "
+                         f"{r['llc_hat']:<8.4g}  {r['verdict']}")
+        for w in self.warnings:
+            lines.append(f"  warning: {w}")
+        return "\n".join(lines)
+
+
+def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequence[float] | None = None,
+              nbeta: float | None = None, localization: float = 100.0, chains_per_lr: int = 2,
+              num_steps: int = 400, min_acceptance: float = 0.9, max_drift_z: float = 4.0, seed: int = 0,
+              **sample_kwargs) -> CalibrationResult:
+    """Pick ε for :func:`estimate_llc` (see module docstring).  Returns a :class:`CalibrationResult`.
+
+    ``lrs``: candidate step sizes (default: 10 values log-spaced over [1e-4, 1]·4/(nβ·h_max + γ),
+    h_max the top Hessian eigenvalue of L_n at w*; when that bound is infinite — zero curvature and
+    γ = 0 — pass ``lrs``).  ``num_steps`` pilot steps per chain, the first half burn-in.
+    """
+    cpl = check_int("chains_per_lr", chains_per_lr, 1)
+    T = check_int("num_steps", num_steps, 16)
+    if not 0.0 < float(min_acceptance) < 1.0:
+        raise ParameterError("min_acceptance", min_acceptance, "0 < min_acceptance < 1")
+    check_positive("max_drift_z", max_drift_z)
+    for k in ("lr", "num_chains", "num_draws", "num_burnin_steps", "mala_every"):
+        if k in sample_kwargs:
+            raise ParameterError(k, sample_kwargs[k], "not given to calibrate (it sets it)")
+    if lrs is None:
+        # probe the curvature with a tiny pilot (also validates all inputs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StepSizeWarning)
+            probe = sample(model, data, loss_fn, lr=1e-12, nbeta=nbeta, localization=localization, num_chains=1,
+                           num_draws=1, seed=seed, keep_final=False, **sample_kwargs)
+        nb = float(probe.nbeta)
+        a = nb * (probe.curvature or 0.0) + localization
+        if a <= 0:
+            raise ParameterError("lrs", None, "candidate step sizes (the loss is flat at w* and localization = 0)")
+        lrs = list(4.0 / a * np.logspace(-4, 0, 10, endpoint=False))
+    else:
+        lrs = [check_positive("lrs[i]", v) for v in lrs]
+        if not lrs:
+            raise ParameterError("lrs", lrs, "at least one candidate step size")
+    lr_chain = [e for e in lrs for _ in range(cpl)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AccuracyWarning)
+        res = sample(model, data, loss_fn, lr=lr_chain, nbeta=nbeta, localization=localization,
+                     num_chains=len(lr_chain), num_draws=T - T // 2, num_burnin_steps=T // 2, mala_every=1,
+                     seed=seed, keep_final=False, **sample_kwargs)
+    nb = float(res.nbeta)
+    table = []
+    for k, e in enumerate(lrs):
+        idx = np.arange(k * cpl, (k + 1) * cpl)
+        stable = not bool(res.diverged[idx].any())
+        row = {"lr": e, "stable": stable, "acceptance": float("nan"), "drift_z": float("nan"), "llc_hat": float("nan")}
+        if stable:
+            tr = res.loss_trace[idx]
+            row["acceptance"] = float(np.mean(res.mala_acceptance[idx]))
+            row["drift_z"] = trace_drift(tr) if tr.shape[1] >= 8 else float("nan")
+            row["llc_hat"] = nb * (float(tr.mean()) - res.init_loss)
+            reasons = []
+            if row["acceptance"] < min_acceptance:
+                reasons.append(f"acceptance {row['acceptance']:.3f} < {min_acceptance}")
+            if not abs(row["drift_z"]) <= max_drift_z:
+                reasons.append(f"trace not flat (|z| = {abs(row['drift_z']):.1f} > {max_drift_z})")
+            row["verdict"] = "ok" if not reasons else "; ".join(reasons)
+        else:
+            bad = [res.divergence_reason[i] for i in idx if res.diverged[i]]
+            row["verdict"] = "diverged: " + bad[0]
+        table.append(row)
+    passing = [r for r in table if r["verdict"] == "ok"]
+    msgs: list[str] = []
+    if passing:
+        best = max(passing, key=lambda r: r["lr"])
+        reason = (f"largest of {len(passing)}/{len(lrs)} candidates that are stable, have MH acceptance ≥ {min_acceptance} "
+                  f"and a flat trace (acceptance {best['acceptance']:.3f}, drift z {best['drift_z']:.2f})")
+    else:
+        stable_rows = [r for r in table if r["stable"]]
+        if not stable_rows:
+            raise ParameterError("lrs", lrs, "candidates of which at least one is stable (all diverged: lower lr or raise localization)")
+        acc_rows = [r for r in stable_rows if r["acceptance"] >= min_acceptance]
+        best = max(acc_rows, key=lambda r: r["lr"]) if acc_rows else min(stable_rows, key=lambda r: r["lr"])
+        reason = ("no candidate passed every check; chose the largest stable one with acceptance ≥ "
+                  f"{min_acceptance}" if acc_rows else "no candidate reached the acceptance target; chose the smallest stable one")
+        msgs.append(reason + " — lengthen num_steps (trace not flat) or widen lrs")
+    # γ and nβ checks from the chosen candidate's chains
+    k = lrs.index(best["lr"])
+    idx = np.arange(k * cpl, (k + 1) * cpl)
+    P = res.layout.P
+    dist = res.distance_trace[idx]
+    q = float(localization * np.nanmean(dist) / P) if localization > 0 else float("nan")
+    if localization > 0 and q > 0.95:
+        msgs.append(f"localization share q = {q:.2f}: the chains spread as far as the Gaussian localisation alone allows — "
+                    f"the loss barely constrains them at nβ = {nb:.3g}; λ̂ is set by γ (raise nβ or lower γ)")
+    if dist.shape[1] >= 8:
+        dz = trace_drift(dist)
+        if dz > max_drift_z:
+            msgs.append(f"‖w − w*‖² still growing in the pilot (z = {dz:.1f}): localization γ = {localization:.3g} may be too weak")
+    if nb > res.n:
+        msgs.append(f"nβ = {nb:.3g} > n = {res.n} (β > 1: colder than the Bayesian posterior)")
+    for m_ in msgs:
+        warnings.warn(m_, AccuracyWarning, stacklevel=2)
+    return CalibrationResult(lr=float(best["lr"]), reason=reason, table=table, nbeta=nb, localization=float(localization),
+                             localization_share=q, warnings=msgs)

@@ -1,0 +1,132 @@
+"""Natural degradation: networks moved by SGLD to a controlled loss increase.
+
+At stationarity of the localised tempered posterior, E[L_n] − L_n(w*) = λ̂(β)/(nβ) (the LLC
+relation), so a *temperature* fixes the expected loss increase.  Given a target Δloss we
+therefore (1) run short pilot chains at a log-grid of nβ values — all in one vectorised call —
+measure Δ(nβ) = E[L_n] − L_n(w*), (2) interpolate log Δ against log nβ to the target and (3) run
+``num_models`` chains at that nβ and return their final states as models, with each model's
+*measured* full-data loss increase.  Given a temperature (``nbeta``) directly, only step (3) runs.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.errors import AccuracyWarning, ParameterError, check_int, check_positive
+from .llc import _jsonable
+from .samplers import _Engine, default_nbeta, sample, select_parameters
+from ._data import InMemoryData, resolve_loss, split_data
+
+
+@dataclass
+class DegradeResult:
+    models: list
+    delta_loss: np.ndarray
+    init_loss: float
+    nbeta: float
+    target_delta_loss: float | None
+    pilot: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return _jsonable({"delta_loss": self.delta_loss, "init_loss": self.init_loss, "nbeta": self.nbeta,
+                          "target_delta_loss": self.target_delta_loss, "num_models": len(self.models),
+                          "pilot": self.pilot, "warnings": self.warnings})
+
+
+def _full_losses(model: nn.Module, models: list, data, loss_fn, device) -> np.ndarray:
+    x, y, loader = split_data(data)
+    lf = resolve_loss(loss_fn)
+    out = []
+    for m in models:
+        m.eval()
+        tot, k = 0.0, 0
+        with torch.no_grad():
+            if loader is None:
+                for s in range(0, x.shape[0], 4096):
+                    xb = x[s:s + 4096].to(device)
+                    yb = None if y is None else y[s:s + 4096].to(device)
+                    tot += float(lf(m(xb), yb)) * xb.shape[0]
+                    k += xb.shape[0]
+            else:
+                for batch in loader:
+                    xb, yb = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) and len(batch) > 1 else (batch, None)
+                    xb = xb.to(device)
+                    yb = None if yb is None else yb.to(device)
+                    tot += float(lf(m(xb), yb)) * xb.shape[0]
+                    k += xb.shape[0]
+        out.append(tot / k)
+    return np.asarray(out)
+
+
+def degrade(model: nn.Module, data: Any, loss_fn: Any = "mse", *, target_delta_loss: float | None = None,
+            nbeta: float | None = None, num_models: int = 4, localization: float = 100.0, lr: float = 1e-4,
+            num_steps: int = 1000, pilot_nbetas: int = 8, pilot_steps: int = 400, seed: int = 0,
+            **sample_kwargs) -> DegradeResult:
+    """Degraded copies of ``model``: SGLD at a temperature chosen for ``target_delta_loss`` (or at ``nbeta``).
+
+    Exactly one of ``target_delta_loss`` (> 0, in units of the loss) and ``nbeta`` must be given.
+    Each returned model is the final state of an independent chain after ``num_steps`` SGLD steps
+    (the original model is untouched); ``delta_loss`` holds each one's full-data L_n − L_n(w*).
+    """
+    if (target_delta_loss is None) == (nbeta is None):
+        raise ParameterError("target_delta_loss/nbeta", (target_delta_loss, nbeta), "exactly one of the two")
+    K = check_int("num_models", num_models, 1)
+    check_int("num_steps", num_steps, 1)
+    dev = next(model.parameters()).device
+    pilot: dict = {}
+    msgs: list[str] = []
+    x, y, loader = split_data(data)
+    n = int(x.shape[0]) if loader is None else (sample_kwargs.get("n") or len(loader.dataset))
+    if target_delta_loss is not None:
+        target = check_positive("target_delta_loss", target_delta_loss)
+        P = check_int("pilot_nbetas", pilot_nbetas, 2)
+        nb0 = default_nbeta(n)
+        grid = nb0 * np.logspace(-2, 1, P)
+        pr = sample(model, data, loss_fn, nbeta=list(grid), lr=lr, localization=localization, num_chains=P,
+                    num_draws=max(pilot_steps // 2, 2), num_burnin_steps=pilot_steps // 2, seed=seed, **sample_kwargs)
+        ok = pr.healthy
+        deltas = np.array([np.mean(pr.loss_trace[i]) - pr.init_loss if ok[i] else np.nan for i in range(P)])
+        pilot = {"nbeta": grid.tolist(), "delta_loss": deltas.tolist()}
+        good = np.isfinite(deltas) & (deltas > 0)
+        if good.sum() < 2:
+            raise ParameterError("lr", lr, "a step size for which the pilot chains are stable and raise the loss "
+                                 f"(pilot Δloss at nβ grid: {deltas.tolist()})")
+        lg, ld = np.log(grid[good]), np.log(deltas[good])
+        order = np.argsort(ld)
+        lt = math.log(target)
+        if lt < ld.min() or lt > ld.max():
+            msgs.append(f"target Δloss {target:.3g} is outside the pilot range [{math.exp(ld.min()):.3g}, "
+                        f"{math.exp(ld.max()):.3g}]: extrapolating log Δ(log nβ) linearly")
+            A = np.vstack([lg, np.ones_like(lg)]).T
+            slope, icpt = np.linalg.lstsq(A, ld, rcond=None)[0]
+            if slope >= 0:
+                raise ParameterError("target_delta_loss", target, "a loss increase the sampler can reach (Δ did not fall with nβ)")
+            nb = float(math.exp((lt - icpt) / slope))
+        else:
+            nb = float(math.exp(np.interp(lt, ld[order], lg[order])))
+    else:
+        nb = check_positive("nbeta", nbeta)
+        target = None
+    res = sample(model, data, loss_fn, nbeta=nb, lr=lr, localization=localization, num_chains=K,
+                 num_draws=2, num_burnin_steps=max(num_steps - 2, 0), seed=seed + 1, **sample_kwargs)
+    models = res.final_models(model)
+    deltas = _full_losses(model, models, data, loss_fn, dev) - res.init_loss
+    if len(models) < K:
+        msgs.append(f"{K - len(models)} chains diverged; {len(models)} models returned")
+    if target is not None and len(deltas):
+        rel = abs(float(np.mean(deltas)) - target) / target
+        if rel > 0.5:
+            msgs.append(f"mean Δloss {np.mean(deltas):.3g} differs from the target {target:.3g} by {100 * rel:.0f}% "
+                        f"(pilot too short or loss landscape not stationary at this temperature)")
+    for m_ in msgs:
+        warnings.warn(m_, AccuracyWarning, stacklevel=2)
+    return DegradeResult(models=models, delta_loss=deltas, init_loss=res.init_loss, nbeta=nb,
+                         target_delta_loss=target, pilot=pilot, warnings=msgs)
