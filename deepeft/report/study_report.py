@@ -4,7 +4,8 @@ written as PNG files next to it).
 Sections: theory vs measurement per observable (with standard errors, vs layer), the normalised
 vertex V/(n K²) against ℓ/n for every width (the collapse the 1/n theory predicts and where it
 breaks), the order-to-chaos phase diagram (χ_⊥ = 1 in the (C_b, C_W) plane) with the study's
-points, the distribution of z-scores, and a table of points with their z-scores.
+points, the distribution of z-scores, last-layer output histograms against the Gaussian and the
+Gaussian + 1/n density (``deepeft.report.figures``), and a table of points with their z-scores.
 
 Scalar summaries use input α = 0: ``kernel``/``K``/``K1``/``Theta`` entry [l, 0, 0], ``V``
 [l, 0, 0, 0, 0], ``V_norm``/``chi_*`` [l, 0].
@@ -309,6 +310,40 @@ def fig_z_hist(df: pd.DataFrame, observables) -> tuple[bytes, str] | None:
                               "ensemble error (deep, narrow networks).")
 
 
+def figs_output_histograms(df: pd.DataFrame, max_figs: int = 6,
+                           target_ratio: float = 0.25) -> tuple[list[bytes], str] | None:
+    """Last-layer output histograms (log density) against the Gaussian and the Gaussian + 1/n
+    prediction, for the network of each family whose L/n is closest to ``target_ratio`` (non-Gaussian
+    enough to see, small enough for the 1/n density to apply)."""
+    if "hist/density" not in df:
+        return None
+    from .figures import plot_output_histogram
+
+    d = df[df["hist/density"].map(lambda a: isinstance(a, np.ndarray))]
+    if d.empty:
+        return None
+    d = d.assign(family=d.apply(family_label, axis=1),
+                 dist=(d["depth"] / d["width"].map(hidden_width) - target_ratio).abs())
+    pngs = []
+    for fam in list(dict.fromkeys(d["family"]))[:max_figs]:
+        row = d[d["family"] == fam].sort_values(["dist", "seed"]).iloc[0]
+        layer, alpha, n_samples = (int(v) for v in row["hist/info"])
+        kern = row.get("theory/kernel")
+        if not isinstance(kern, np.ndarray) or not np.isfinite(kern[layer - 1, alpha, alpha]):
+            continue
+        vn = row.get("theory/V_norm")
+        vn = float(vn[layer - 1, alpha]) if isinstance(vn, np.ndarray) and np.isfinite(vn[layer - 1, alpha]) else None
+        fig = plot_output_histogram(row["hist/edges"], row["hist/density"], float(kern[layer - 1, alpha, alpha]),
+                                    vn, n_samples=n_samples,
+                                    title=f"{fam}\nn={hidden_width(row['width'])}, L={row['depth']}, input {alpha}")
+        pngs.append(_fig_to_png(fig))
+    if not pngs:
+        return None
+    return pngs, ("Histogram of the last-layer output over the ensemble (log scale) against the infinite-width "
+                  "Gaussian and the Gaussian corrected at O(1/n) by the theory's vertex V/(nK²), for the network "
+                  "of each family with depth-to-width ratio L/n closest to 1/4.")
+
+
 # -- table -----------------------------------------------------------------------------------------
 def z_summary(row, q) -> tuple[float | None, float | None]:
     """(z of the scalar summary at the last layer, max |z| over all entries and layers)."""
@@ -356,7 +391,7 @@ def points_table(df: pd.DataFrame, observables) -> str:
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.9em;color:#555}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee;vertical-align:top;margin:2px}figcaption{font-size:.9em;color:#555}
 table.points{border-collapse:collapse;font-size:.82em}table.points td,table.points th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 table.points th{background:#f4f4f4;position:sticky;top:0}td.warn{background:#fff3cd}td.bad{background:#f8d7da}
 dl.meta{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dl.meta dt{font-weight:600}
@@ -402,13 +437,19 @@ def write_report(path: str | os.PathLike, html_path: str | os.PathLike | None = 
         r = fig_z_hist(df, observables)
         if r:
             figures.append(("z-hist", "Distribution of z-scores", *r))
+        r = figs_output_histograms(df)
+        if r:
+            figures.append(("output-hist", "Output distributions at finite width", *r))
 
     parts = []
-    for fid, title, png, cap in figures:
-        (fig_dir / f"{fid}.png").write_bytes(png)
-        b64 = base64.b64encode(png).decode()
-        parts.append(f'<section id="{fid}"><h2>{html.escape(title)}</h2><figure>'
-                     f'<img class="figure" alt="{html.escape(title)}" src="data:image/png;base64,{b64}">'
+    for fid, title, pngs, cap in figures:
+        imgs = []
+        for i, png in enumerate(pngs if isinstance(pngs, list) else [pngs]):
+            name = fid if not isinstance(pngs, list) else f"{fid}-{i + 1}"
+            (fig_dir / f"{name}.png").write_bytes(png)
+            b64 = base64.b64encode(png).decode()
+            imgs.append(f'<img class="figure" alt="{html.escape(title)}" src="data:image/png;base64,{b64}">')
+        parts.append(f'<section id="{fid}"><h2>{html.escape(title)}</h2><figure>{"".join(imgs)}'
                      f"<figcaption>{html.escape(cap)}</figcaption></figure></section>")
 
     from .. import __version__

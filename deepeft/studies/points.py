@@ -7,7 +7,9 @@ of named numpy arrays.  Names are ``"<group>/<quantity>"`` with groups
 - ``theory``   the effective-theory prediction (``deepeft.theory.predict``),
 - ``measured`` the Monte-Carlo ensemble mean (``deepeft.ensemble.measure``),
 - ``stderr``   its standard error,
-- ``z``        (measured − theory) / stderr, elementwise (0 where both agree exactly).
+- ``z``        (measured − theory) / stderr, elementwise (0 where both agree exactly),
+- ``hist``     last-layer output histogram of the ensemble (``edges``, ``density``, ``counts``,
+               ``info`` = [layer, input index, number of samples]).
 
 Point functions run on Dask workers, so they must be importable module-level functions.
 """
@@ -48,7 +50,7 @@ def compute_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.nd
     wanted = tuple(q for q in config["observables"] if q in ensemble.QUANTITIES)
     if wanted:
         ms = ensemble.measure(spec, inputs, ensemble=config["ensemble"], seed=config["seed"],
-                              device=config["device"], quantities=wanted, **kw)
+                              device=config["device"], quantities=wanted + ("histogram",), **kw)
     else:  # theory-only quantities (K, K1, chi_*): nothing to measure
         ms = Observables(spec, inputs, "ensemble")
     out: dict[str, np.ndarray] = {}
@@ -62,6 +64,11 @@ def compute_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.nd
                 out[f"stderr/{q}"] = np.asarray(err, dtype=np.float64)
         if f"theory/{q}" in out and f"stderr/{q}" in out and out[f"theory/{q}"].shape == out[f"measured/{q}"].shape:
             out[f"z/{q}"] = zscores(out[f"theory/{q}"], out[f"measured/{q}"], out[f"stderr/{q}"])
+    hist = ms.meta.get("histogram")
+    if hist:  # last-layer output histogram at input hist["input_index"]
+        for k in ("edges", "density", "counts"):
+            out[f"hist/{k}"] = np.asarray(hist[k], dtype=np.float64 if k != "counts" else np.int64)
+        out["hist/info"] = np.array([hist["layer"], hist["input_index"], hist["n_samples"]], dtype=np.int64)
     # V_norm's theory value is what the 1/n collapse plot needs even if not requested
     if "V_norm" not in config["observables"] and "V_norm" in th.values:
         out["theory/V_norm"] = np.asarray(th.values["V_norm"], dtype=np.float64)
