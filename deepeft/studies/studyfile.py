@@ -228,8 +228,10 @@ class Study:
                 out.append(resolve_point(p, self.run, x, inputs_hash))
             except ParameterError as exc:
                 label = ", ".join(f"{k}={p[k]!r}" for k in ("activation", "width", "depth", "C_b", "C_W") if k in p)
-                raise ParameterError(f"point {i} ({label}): {exc.name}", exc.value, exc.allowed,
-                                     f"in {self.source}") from None
+                base = f"{exc.name}={exc.value!r} is invalid: allowed {exc.allowed}"
+                hint = str(exc)[len(base):].lstrip(". ") if str(exc).startswith(base) else ""
+                hint = f"{hint} (in {self.source})" if hint else f"in {self.source}"
+                raise ParameterError(f"point {i} ({label}): {exc.name}", exc.value, exc.allowed, hint) from None
         return out
 
 
