@@ -1,0 +1,334 @@
+"""``deepeft llc`` and ``deepeft bayes {calibrate,wbic,ti,beta-sweep,susceptibility,degrade,aoyagi}``.
+
+File formats (all written with ``torch.save``):
+
+* MODEL.pt — a whole pickled ``nn.Module`` (``torch.save(model, "model.pt")``); it is loaded with
+  ``torch.load(..., weights_only=False)``, which runs pickle: only load files you trust.  The
+  module's class must be importable when the CLI runs.
+* DATA.pt  — a dict ``{"x": inputs, "y": targets}`` (or ``"inputs"/"targets"``), a tuple/list
+  ``(x, y)``, a single tensor ``x`` or a ``TensorDataset``; first dimension = samples.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+from ..core.errors import ParameterError
+
+FORMATS = """\
+files: MODEL.pt is a whole pickled nn.Module saved with torch.save(model, path) (loaded with
+weights_only=False: only load trusted files; its class must be importable). DATA.pt is a dict
+{"x": inputs, "y": targets} (or "inputs"/"targets"), a tuple (x, y), a tensor x, or a
+TensorDataset, saved with torch.save; the first dimension indexes samples.
+losses: mse (torch mse_loss, mean over samples and outputs), gaussian_nll (1/2 sum over outputs
+of (y-f)^2 / sigma^2 + const, mean over samples; constants included when --sigma is given),
+cross_entropy."""
+
+
+def _load_model(path: str):
+    import torch
+    from torch import nn
+
+    if not os.path.exists(path):
+        raise ParameterError("MODEL", path, "an existing file saved with torch.save(model, path)")
+    try:
+        obj = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as exc:  # unpicklable / wrong format
+        raise ParameterError("MODEL", path, f"a file saved with torch.save(model, path) (load failed: {exc})") from None
+    if not isinstance(obj, nn.Module):
+        raise ParameterError("MODEL", f"{path} holds a {type(obj).__name__}",
+                             "a whole nn.Module (torch.save(model, path)), not a state_dict")
+    return obj
+
+
+def _load_data(path: str):
+    import torch
+
+    if not os.path.exists(path):
+        raise ParameterError("--data", path, "an existing file saved with torch.save")
+    try:
+        return torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as exc:
+        raise ParameterError("--data", path, f"a torch.save file (load failed: {exc})") from None
+
+
+def _loss(args):
+    if args.loss == "gaussian_nll" and args.sigma is not None:
+        import torch
+
+        s2 = float(args.sigma) ** 2
+        if not s2 > 0:
+            raise ParameterError("--sigma", args.sigma, "> 0")
+
+        def nll(out, y):
+            d = (out - y).reshape(out.shape[0], -1)
+            return 0.5 * (d * d).sum(1).mean() / s2 + 0.5 * d.shape[1] * math.log(2 * math.pi * s2)
+
+        return nll
+    return args.loss
+
+
+def _sampler_kwargs(args) -> dict:
+    kw = dict(localization=args.localization, num_chains=args.chains, num_draws=args.draws,
+              num_burnin_steps=args.burnin, num_steps_bw_draws=args.steps_bw_draws, seed=args.seed,
+              device=args.device, sampler=args.sampler,
+              progress=not (args.json or args.no_progress))
+    if args.nbeta is not None:
+        kw["nbeta"] = args.nbeta
+    if args.batch_size is not None:
+        kw["batch_size"] = args.batch_size
+    if args.params:
+        kw["params"] = args.params
+    if args.precondition:
+        kw["precondition"] = args.precondition
+    return kw
+
+
+def _emit(args, payload: dict, text: str) -> None:
+    if args.json:
+        print(json.dumps(payload))
+    else:
+        print(text)
+    if getattr(args, "out", None):
+        with open(args.out, "w") as fh:
+            json.dump(payload, fh, indent=2)
+
+
+def _common(p: argparse.ArgumentParser, with_lr: bool = True) -> None:
+    p.add_argument("model", metavar="MODEL.pt", help="whole pickled nn.Module (torch.save(model, path))")
+    p.add_argument("--data", required=True, metavar="DATA.pt", help="dict {'x','y'} / tuple (x, y) / tensor, torch.save'd")
+    p.add_argument("--loss", default="mse", choices=["mse", "gaussian_nll", "cross_entropy"])
+    p.add_argument("--sigma", type=float, default=None, help="noise std for gaussian_nll (adds the NLL constants)")
+    if with_lr:
+        p.add_argument("--lr", default="1e-4", help="SGLD step size ε, or 'auto' to calibrate from pilot runs")
+    p.add_argument("--localization", type=float, default=100.0, help="γ (default 100)")
+    p.add_argument("--nbeta", type=float, default=None, help="nβ (default n/log n)")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--draws", type=int, default=200)
+    p.add_argument("--burnin", type=int, default=0)
+    p.add_argument("--steps-bw-draws", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=None, help="default min(n, 512)")
+    p.add_argument("--params", nargs="+", default=None, help="sample only these parameters (names / glob patterns)")
+    p.add_argument("--precondition", choices=["rmsprop"], default=None)
+    p.add_argument("--sampler", choices=["sgld", "mala"], default="sgld")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _resolve_lr(args, model, data, loss):
+    if str(args.lr).lower() == "auto":
+        from ..bayes import calibrate
+
+        kw = _sampler_kwargs(args)
+        for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "sampler"):
+            kw.pop(k, None)
+        cal = calibrate(model, data, loss, **kw)
+        if not args.json:
+            print(cal.summary(), file=sys.stderr)
+        return cal.lr, cal
+    try:
+        return float(args.lr), None
+    except ValueError:
+        raise ParameterError("--lr", args.lr, "a positive number or 'auto'") from None
+
+
+# ------------------------------------------------------------------------------------ commands
+def cmd_llc(args) -> int:
+    from ..bayes import estimate_llc, plot_loss_trace
+
+    model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
+    lr, cal = _resolve_lr(args, model, data, loss)
+    kw = _sampler_kwargs(args)
+    if args.mala_every:
+        kw["mala_every"] = args.mala_every
+    res = estimate_llc(model, data, loss, lr=lr, **kw)
+    payload = res.to_dict(traces=args.traces)
+    if cal is not None:
+        payload["calibration"] = cal.to_dict()
+    if args.plot:
+        payload["plot"] = plot_loss_trace(res.samples, args.plot, title=f"LLC {res.llc_mean:.3g} ± {res.llc_se:.2g}")
+    _emit(args, payload, res.summary() + (f"\n  plot: {args.plot}" if args.plot else ""))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from ..bayes import calibrate
+
+    model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
+    kw = _sampler_kwargs(args)
+    for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "sampler"):
+        kw.pop(k, None)
+    cal = calibrate(model, data, loss, num_steps=args.pilot_steps, **kw)
+    _emit(args, cal.to_dict(), cal.summary())
+    return 0
+
+
+def cmd_wbic(args) -> int:
+    from ..bayes import wbic
+
+    model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
+    kw = _sampler_kwargs(args)
+    kw.pop("localization")
+    kw.pop("nbeta", None)
+    lr = None if str(args.lr).lower() == "auto" else float(args.lr)
+    res = wbic(model, data, loss, prior_precision=args.prior_precision, lr=lr, **kw)
+    _emit(args, res.to_dict(), f"WBIC = {res.value:.6g} ± {res.se:.2g}")
+    return 0
+
+
+def cmd_ti(args) -> int:
+    from ..bayes import thermodynamic_integration
+
+    model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
+    kw = _sampler_kwargs(args)
+    kw.pop("localization")
+    kw.pop("nbeta", None)
+    chains = kw.pop("num_chains")
+    lr = None if str(args.lr).lower() == "auto" else float(args.lr)
+    res = thermodynamic_integration(model, data, loss, prior_precision=args.prior_precision, lr=lr,
+                                    n_betas=args.n_betas, chains_per_temperature=chains, **kw)
+    _emit(args, res.to_dict(), f"F_n = {res.value:.6g} ± {res.se:.2g} (MC) ± {res.quadrature_error:.2g} (quadrature)")
+    return 0
+
+
+def cmd_beta_sweep(args) -> int:
+    from ..bayes import beta_sweep, plot_beta_sweep
+
+    model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
+    kw = _sampler_kwargs(args)
+    kw.pop("nbeta", None)
+    chains = kw.pop("num_chains")
+    lr = None if str(args.lr).lower() == "auto" else float(args.lr)
+    res = beta_sweep(model, data, loss, nbetas=args.nbetas, chains_per_temperature=chains, lr=lr, **kw)
+    payload = res.to_dict()
+    lines = ["nβ          λ̂(β)              C(β)"]
+    for i in range(len(res.nbeta)):
+        lines.append(f"{res.nbeta[i]:<10.4g}  {res.llc[i]:8.4g} ± {res.llc_se[i]:<6.2g}  {res.heat_capacity[i]:8.4g} ± {res.heat_capacity_se[i]:.2g}")
+    if args.plot:
+        payload["plot"] = plot_beta_sweep(res, args.plot)
+        lines.append(f"plot: {args.plot}")
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def cmd_susceptibility(args) -> int:
+    from ..bayes import susceptibilities
+
+    model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
+    probe = _load_data(args.probe) if args.probe else None
+    kw = _sampler_kwargs(args)
+    res = susceptibilities(model, data, loss, probe=probe, lr=float(args.lr), **kw)
+    lines = [f"susceptibilities χ_k = Cov(per-sample loss_k, nβ L_n) on {len(res.chi)} probe samples (nβ = {res.nbeta:.4g})"]
+    for k in range(min(len(res.chi), 20)):
+        lines.append(f"  {k:4d}: {res.chi[k]: .4g} ± {res.chi_se[k]:.2g}")
+    _emit(args, res.to_dict(), "\n".join(lines))
+    return 0
+
+
+def cmd_degrade(args) -> int:
+    import torch
+
+    from ..bayes import degrade
+
+    model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
+    kw = _sampler_kwargs(args)
+    for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "nbeta", "sampler"):
+        kw.pop(k, None)
+    res = degrade(model, data, loss, target_delta_loss=args.target_delta_loss, nbeta=args.nbeta,
+                  num_models=args.num_models, lr=float(args.lr), num_steps=args.steps, **kw)
+    os.makedirs(args.out_dir, exist_ok=True)
+    paths = []
+    for i, m in enumerate(res.models):
+        p = os.path.join(args.out_dir, f"degraded_{i}.pt")
+        torch.save(m, p)
+        paths.append(p)
+    payload = res.to_dict()
+    payload["paths"] = paths
+    _emit(args, payload, f"nβ = {res.nbeta:.4g}; Δloss per model = {[round(float(d), 6) for d in res.delta_loss]}; "
+                         f"saved {len(paths)} models under {args.out_dir}")
+    return 0
+
+
+def cmd_aoyagi(args) -> int:
+    from ..bayes import aoyagi_dln, dln_num_params
+
+    lam, m = aoyagi_dln(args.widths, args.rank)
+    payload = {"widths": args.widths, "rank": args.rank, "lambda": float(lam), "lambda_fraction": str(lam),
+               "multiplicity": m, "num_params": dln_num_params(args.widths)}
+    _emit(args, payload, f"λ = {lam} = {float(lam):.6g}, m = {m} (d = {dln_num_params(args.widths)} parameters)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ register
+def register(subparsers) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser("llc", help="estimate the local learning coefficient of a saved model",
+                              description="Estimate λ̂ = nβ(E[L_n] − L_n(w*)) with vectorised SGLD chains.\n\n" + FORMATS,
+                              formatter_class=fmt)
+    _common(p)
+    p.add_argument("--mala-every", type=int, default=0, help="MH acceptance diagnostic every k steps (0: off)")
+    p.add_argument("--plot", default=None, help="save a loss-trace plot (PNG) here")
+    p.add_argument("--traces", action="store_true", help="include the chains × draws loss trace in the JSON")
+    p.set_defaults(func=cmd_llc)
+
+    b = subparsers.add_parser("bayes", help="Bayesian thermodynamics: calibrate, wbic, ti, beta-sweep, susceptibility, degrade, aoyagi",
+                              description="Bayesian thermodynamics of a saved model.\n\n" + FORMATS, formatter_class=fmt)
+    bs = b.add_subparsers(dest="bayes_command", metavar="SUBCOMMAND")
+
+    c = bs.add_parser("calibrate", help="choose the SGLD step size from pilot runs", description=FORMATS, formatter_class=fmt)
+    _common(c, with_lr=False)
+    c.add_argument("--pilot-steps", type=int, default=400)
+    c.set_defaults(func=cmd_calibrate)
+
+    w = bs.add_parser("wbic", help="WBIC = E[n L_n] at β = 1/log n (prior N(0, I/prior_precision))",
+                      description=FORMATS + "\nThe loss must be the NLL with constants (e.g. gaussian_nll with --sigma).",
+                      formatter_class=fmt)
+    _common(w)
+    w.add_argument("--prior-precision", type=float, required=True)
+    w.set_defaults(func=cmd_wbic, lr="auto")
+
+    t = bs.add_parser("ti", help="free energy by thermodynamic integration over β",
+                      description=FORMATS + "\nThe loss must be the NLL with constants (e.g. gaussian_nll with --sigma).",
+                      formatter_class=fmt)
+    _common(t)
+    t.add_argument("--prior-precision", type=float, required=True)
+    t.add_argument("--n-betas", type=int, default=17)
+    t.set_defaults(func=cmd_ti, lr="auto")
+
+    s = bs.add_parser("beta-sweep", help="λ̂(β) and heat capacity C(β) curves", description=FORMATS, formatter_class=fmt)
+    _common(s)
+    s.add_argument("--nbetas", type=float, nargs="+", default=None, help="nβ values (default 9 log-spaced around n/log n)")
+    s.add_argument("--plot", default=None, help="save the λ̂(β), C(β) plot (PNG) here")
+    s.set_defaults(func=cmd_beta_sweep, lr="auto")
+
+    q = bs.add_parser("susceptibility", help="Cov(per-sample loss, nβ L_n) on a probe set", description=FORMATS, formatter_class=fmt)
+    _common(q)
+    q.add_argument("--probe", default=None, metavar="PROBE.pt", help="probe data (same format as DATA.pt); default: training data")
+    q.set_defaults(func=cmd_susceptibility)
+
+    d = bs.add_parser("degrade", help="SGLD-degraded copies of the model at a target Δloss or temperature",
+                      description=FORMATS, formatter_class=fmt)
+    _common(d)
+    d.add_argument("--target-delta-loss", type=float, default=None)
+    d.add_argument("--num-models", type=int, default=4)
+    d.add_argument("--steps", type=int, default=1000)
+    d.add_argument("--out-dir", default="deepeft-out/degraded")
+    d.set_defaults(func=cmd_degrade)
+
+    a = bs.add_parser("aoyagi", help="Aoyagi's RLCT of a deep linear network")
+    a.add_argument("widths", type=int, nargs="+", help="H_0 (input) … H_L (output)")
+    a.add_argument("--rank", type=int, default=0)
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_aoyagi)
+
+    def _bayes_help(args):
+        b.print_help()
+        return 2
+
+    b.set_defaults(func=_bayes_help)
