@@ -95,14 +95,12 @@ def kernel_statistics(st: LayerState, Mc: int, full_V: bool) -> dict[str, torch.
         G = st.G.to(torch.float64)
         k = G.expand(Mc, N, N) if G.dim() == 2 else G
         d = torch.diagonal(k, dim1=-2, dim2=-1)
+        # for plain layers the cross-neuron pair term equals k⊗k (Td ≡ kkd, T ≡ kk) and
+        # E[z⁴ | Ĝ] = 3 Ĝ_αα² (m4 ≡ 3 diag kkd): only k, kkd (and kk) are accumulated
         out["k"] = k
         out["kkd"] = _outer(d)
-        out["Td"] = out["kkd"]
-        out["m4"] = 3.0 * d * d  # E[z⁴ | Ĝ] = 3 Ĝ_αα²
         if full_V:
-            kf = k.reshape(Mc, N * N)
-            out["kk"] = _outer(kf)
-            out["T"] = out["kk"]
+            out["kk"] = _outer(k.reshape(Mc, N * N))
         return out
     # residual layer: direct cross-neuron statistics of the sampled z
     zz = z.to(torch.float64)
@@ -146,6 +144,10 @@ def _ustat_outer(sum_a: np.ndarray, sum_aa: np.ndarray, M: float) -> np.ndarray:
 
 
 def kernel_estimates(S: dict[str, np.ndarray], M: float, n_prev: int, full_V: bool) -> dict[str, np.ndarray]:
+    if "m4" not in S:  # plain layer (conditional statistics): see kernel_statistics
+        S = dict(S, Td=S["kkd"], m4=3.0 * np.diagonal(S["kkd"], axis1=-2, axis2=-1).copy())
+        if "kk" in S:
+            S["T"] = S["kk"]
     k = S["k"] / M
     N = k.shape[0]
     dsum = np.diagonal(S["k"])

@@ -318,9 +318,11 @@ class EnsembleSampler:
                 z = xi * z_prev + gamma * branch
             else:
                 z = branch
-            if not torch.isfinite(z).all():
+            # Ĝ sums over every activation of the layer below, so one N×N check per network
+            # catches inf/NaN anywhere in it (cheaper than scanning z)
+            if not bool(torch.isfinite(G).all()):
                 from ..core.errors import DivergenceError
-                raise DivergenceError(f"preactivations overflowed to inf/NaN at layer {l} in {self.dtype}; "
+                raise DivergenceError(f"activations overflowed to inf/NaN below layer {l} in {self.dtype}; "
                                       "the network is far from criticality (reduce C_W or depth, or use float64)")
             yield LayerState(l, z, None if res is not None else G, sig, dsig, W, b, res)
             z_prev = z
