@@ -77,7 +77,7 @@ def hidden_width(w) -> int:
 
 def _fig_to_png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90)  # layouts are tightened before; no 2nd draw
     import matplotlib.pyplot as plt
     plt.close(fig)
     return buf.getvalue()
