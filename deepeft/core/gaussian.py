@@ -204,7 +204,7 @@ def _warn_accuracy(fine, coarse, what, act, rtol=ACCURACY_RTOL):
 PAIR_ORDERS = ((0, 0), (1, 1), (2, 0), (0, 2), (2, 2), (3, 1), (1, 3), (4, 0), (0, 4))
 
 
-def pair(act: Activation, Kaa, Kab, Kbb, i: int, j: int) -> np.ndarray:
+def pair(act: Activation, Kaa, Kab, Kbb, i: int, j: int, check: bool = True) -> np.ndarray:
     """⟨σ^(i)(z_a) σ^(j)(z_b)⟩ for (z_a, z_b) ~ N(0, [[Kaa, Kab], [Kab, Kbb]]), elementwise.
 
     For scale-invariant σ, (i, j) ∈ PAIR_ORDERS (i + j even) are closed forms including the delta
@@ -218,7 +218,7 @@ def pair(act: Activation, Kaa, Kab, Kbb, i: int, j: int) -> np.ndarray:
         if (i, j) == (0, 0):
             return (2 / math.pi) * np.arcsin(np.clip(2 * Kab / np.sqrt(A * B), -1, 1))
         return (4 / math.pi) / np.sqrt(A * B - 4 * Kab**2)
-    return pair_quad(act, Kaa, Kab, Kbb, i, j)
+    return pair_quad(act, Kaa, Kab, Kbb, i, j, check=check)
 
 
 def _pair_scale_invariant(slopes, Kaa, Kab, Kbb, i, j):

@@ -37,18 +37,18 @@ class LayerIntegrals:
     S4: np.ndarray | None = None
 
 
-def _fill_pairs(act: Activation, K: np.ndarray, i: int, j: int, diag: np.ndarray) -> np.ndarray:
+def _fill_pairs(act: Activation, K: np.ndarray, i: int, j: int, diag: np.ndarray, check: bool = False) -> np.ndarray:
     N = K.shape[0]
     out = np.empty((N, N))
     iu = np.triu_indices(N, 1)
     if len(iu[0]):
         a, b = iu
-        v = gi.pair(act, K[a, a], K[a, b], K[b, b], i, j)
+        v = gi.pair(act, K[a, a], K[a, b], K[b, b], i, j, check=check)
         out[a, b] = v
         if i == j:
             out[b, a] = v
         else:  # (i, j) at (b, a) equals (j, i) at (a, b)
-            out[b, a] = gi.pair(act, K[a, a], K[a, b], K[b, b], j, i)
+            out[b, a] = gi.pair(act, K[a, a], K[a, b], K[b, b], j, i, check=check)
     out[np.diag_indices(N)] = diag
     return out
 
@@ -59,17 +59,17 @@ def layer_integrals(act: Activation, K: np.ndarray, *, derivatives: bool = True,
     ``fourth``: M4/q4 (needed for K1); ``four_point``: S4 (multi-input V source)."""
     N = K.shape[0]
     kd = np.diag(K).copy()
-    req = [(2, 0, 0), (0, 2, 0), (4, 0, 0)] + ([(2, 0, 1), (2, 0, 2), (0, 2, 1)] if derivatives else [])
+    req = [(2, 0, 0), (0, 2, 0), (4, 0, 0), (2, 0, 1)] + ([(2, 0, 2), (0, 2, 1)] if derivatives else [])
     t = gi.single_table(act, kd, req, check=check)
     g, gp, g4 = t[(2, 0, 0)], t[(0, 2, 0)], t[(4, 0, 0)]
     dg, d2g, dgp = (t.get((2, 0, 1)), t.get((2, 0, 2)), t.get((0, 2, 1)))
-    G = _fill_pairs(act, K, 0, 0, g)
-    Gp = _fill_pairs(act, K, 1, 1, gp)
+    G = _fill_pairs(act, K, 0, 0, g, check)
+    Gp = _fill_pairs(act, K, 1, 1, gp, check)
     out = LayerIntegrals(G=G, Gp=Gp, g=g, dg=dg, d2g=d2g, gp=gp, dgp=dgp, g4=g4)
     if derivatives:
         D2 = np.zeros((N, N, N, N))
         if N > 1:
-            P20 = _fill_pairs(act, K, 2, 0, np.zeros(N))  # ⟨σ''_a σ_b⟩ (diag unused)
+            P20 = _fill_pairs(act, K, 2, 0, np.zeros(N), check)  # ⟨σ''_a σ_b⟩ (diag unused)
             a, b = np.nonzero(~np.eye(N, dtype=bool))
             D2[a, b, a, a] = P20[a, b]
             D2[a, b, b, b] = P20[b, a]
@@ -79,7 +79,7 @@ def layer_integrals(act: Activation, K: np.ndarray, *, derivatives: bool = True,
         D2[idx, idx, idx, idx] = 2 * dg  # ⟨(σ²)''⟩ = 2 d⟨σ²⟩/dK
         out.D2 = D2
     if fourth and N > 1:
-        out.M4 = [_fill_pairs(act, K, k, 4 - k, np.zeros(N)) for k in range(5)]
+        out.M4 = [_fill_pairs(act, K, k, 4 - k, np.zeros(N), check) for k in range(5)]
     if four_point:
         out.S4 = gi.four_point_table(act, K)
     return out

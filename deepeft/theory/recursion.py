@@ -100,7 +100,7 @@ def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str =
         if not np.all(np.isfinite(K)) or np.any(np.diag(K) > 1e150):
             raise ParameterError("C_W", spec.C_W, "values for which the kernel stays finite",
                                  f"the kernel overflowed at layer {l}; the network is deep in the chaotic phase")
-        li = layer_integrals(act, K, derivatives=True, fourth=full, four_point=full and l < L,
+        li = layer_integrals(act, K, derivatives=(order == "1/n"), fourth=full, four_point=full and l < L,
                              check=(l == 1 or l == L))
         cw, cb = spec.C_W[nxt - 1], spec.C_b[nxt - 1]
         res = spec.is_residual_layer(nxt)

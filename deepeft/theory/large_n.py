@@ -1,0 +1,168 @@
+"""Infinite-width NNGP and NTK kernels for many inputs (N in the thousands), neural-tangents style.
+
+Same recursions as :mod:`deepeft.theory.recursion` (PDLT §2, §5.2), specialised for large N:
+
+* scale-invariant σ (ReLU, leaky ReLU, abs, linear) and erf: closed forms, evaluated in place on
+  float64 torch tensors (CPU threads or CUDA) so no N×N temporaries are allocated per operation;
+* any other σ: the Mehler (Hermite) expansion of the bivariate Gaussian,
+  ⟨f(z_a) g(z_b)⟩ = Σ_k f_k(a) g_k(b) ρ_ab^k with f_k(a) = E[f(√K_aa u) h_k(u)], h_k = He_k/√k!,
+  summed by Horner's rule with rank-one updates.  Truncation after M terms is bounded by
+  Cauchy–Schwarz: |rest| ≤ ρ_max^{M+1} √(T_a T_b), T_a = ⟨f²⟩ − Σ_{k≤M} f_k(a)² (computed), and M is
+  chosen so the bound is below ``rtol``; a shortfall raises an AccuracyWarning with the bound.
+  Diagonal entries are one-variable integrals, done exactly by :func:`deepeft.core.gaussian.single`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..core import gaussian as gi
+from ..core.errors import AccuracyWarning, ParameterError
+from ..core.spec import MLPSpec, validate_inputs
+
+
+class Kernels(NamedTuple):
+    nngp: np.ndarray | None
+    ntk: np.ndarray | None
+
+
+_U_NODES: dict = {}
+
+
+def _u_rule(panels: int = 120, nodes: int = 8, cut: float = 12.0):
+    key = (panels, nodes, cut)
+    if key not in _U_NODES:
+        x, w = np.polynomial.legendre.leggauss(nodes)
+        edges = np.linspace(-cut, cut, panels + 1)
+        lo, hi = edges[:-1, None], edges[1:, None]
+        u = (0.5 * (hi - lo) * (x[None] + 1) + lo).ravel()
+        wu = (0.5 * (hi - lo) * w[None]).ravel() * np.exp(-0.5 * u**2) / math.sqrt(2 * math.pi)
+        _U_NODES[key] = (u, wu)
+    return _U_NODES[key]
+
+
+def hermite_coefficients(act, K: np.ndarray, M: int, derivative: int = 0) -> np.ndarray:
+    """(len(K), M+1) array of f_k = E[σ^(derivative)(√K u) h_k(u)], h_k the normalised Hermite
+    polynomials (probabilists'), by a fine composite Gauss–Legendre rule on |u| ≤ 12."""
+    u, w = _u_rule()
+    H = np.empty((M + 1, u.size))
+    H[0] = 1.0
+    if M >= 1:
+        H[1] = u
+    for k in range(1, M):
+        H[k + 1] = (u * H[k] - math.sqrt(k) * H[k - 1]) / math.sqrt(k + 1)
+    z = np.sqrt(np.asarray(K, dtype=float))[:, None] * u[None, :]
+    f = act.derivatives(torch.as_tensor(z), derivative)[derivative].numpy()
+    return (f * w[None, :]) @ H.T
+
+
+def _mehler(act, Kd1, Kd2, rho: torch.Tensor, derivative: int, rtol: float, M_max: int, diag_full: np.ndarray) -> torch.Tensor:
+    """Σ_k f_k(a) f_k(b) ρ^k for all pairs (a, b), f = σ^(derivative)."""
+    offdiag_rho = rho.abs()
+    if Kd2 is None:
+        offdiag_rho = offdiag_rho.clone()
+        offdiag_rho.fill_diagonal_(0.0)
+    rmax = float(offdiag_rho.max()) if offdiag_rho.numel() else 0.0
+    M = 16
+    while True:
+        c1 = hermite_coefficients(act, Kd1, M, derivative)
+        c2 = c1 if Kd2 is None else hermite_coefficients(act, Kd2, M, derivative)
+        full1 = diag_full[0]
+        full2 = diag_full[1]
+        T1 = np.maximum(full1 - np.sum(c1**2, 1), 0.0)
+        T2 = np.maximum(full2 - np.sum(c2**2, 1), 0.0)
+        scale = math.sqrt(float(np.max(full1)) * float(np.max(full2))) or 1.0
+        bound = rmax ** (M + 1) * math.sqrt(float(np.max(T1)) * float(np.max(T2)))
+        if bound <= rtol * scale or M >= M_max:
+            break
+        M = min(M_max, M * 2 if rmax > 0.9 else M + 16)
+    if bound > rtol * scale:
+        warnings.warn(f"Mehler expansion of {act.name!r} truncated at {M} terms: error bound {bound / scale:.1e} "
+                      f"relative (target {rtol:.0e}); inputs with |ρ| = {rmax:.6f} need more terms",
+                      AccuracyWarning, stacklevel=4)
+    dev, dt = rho.device, rho.dtype
+    a = torch.as_tensor(c1, device=dev, dtype=dt)
+    b = torch.as_tensor(c2, device=dev, dtype=dt)
+    acc = torch.outer(a[:, M], b[:, M])
+    for k in range(M - 1, -1, -1):
+        acc.mul_(rho)
+        acc.addr_(a[:, k], b[:, k])
+    return acc
+
+
+def infinite_kernels(spec: MLPSpec, x1, x2=None, get=("nngp", "ntk"), *, device: str = "cpu",
+                     rtol: float = 1e-10, max_terms: int = 600) -> Kernels:
+    """Last-layer infinite-width NNGP kernel K^(L) and NTK Θ^(L) between x1 (N1, n_0) and x2
+    (default x1), float64.  ``get``: 'nngp', 'ntk' or both (neural-tangents' vocabulary)."""
+    if isinstance(get, str):
+        get = (get,)
+    for g in get:
+        if g not in ("nngp", "ntk"):
+            raise ParameterError("get", get, "'nngp', 'ntk' or a tuple of them")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError("device", device, "'cpu' (CUDA is not available on this machine)")
+    if spec.residual is not None:
+        raise ParameterError("residual", spec.residual, "None for infinite_kernels (use theory.predict for residual MLPs)")
+    X1 = validate_inputs(x1, spec, "x1")
+    X2 = X1 if x2 is None else validate_inputs(x2, spec, "x2")
+    act = spec.activation
+    want_ntk = "ntk" in get
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)  # noqa: E731
+    n0 = spec.input_dim
+    gram = t(X1) @ t(X2).T / n0
+    d1 = np.sum(X1 * X1, 1) / n0
+    d2 = d1 if x2 is None else np.sum(X2 * X2, 1) / n0
+    K = gram.mul(spec.C_W[0]).add_(spec.C_b[0])
+    Kd1, Kd2 = spec.C_b[0] + spec.C_W[0] * d1, spec.C_b[0] + spec.C_W[0] * d2
+    if want_ntk:
+        Th = gram.mul_(spec.lambda_W[0]).add_(spec.lambda_b[0])
+        Td1, Td2 = spec.lambda_b[0] + spec.lambda_W[0] * d1, spec.lambda_b[0] + spec.lambda_W[0] * d2
+    del gram
+    rho = torch.empty_like(K)
+    for l in range(1, spec.depth):
+        cw, cb, lw, lb = spec.C_W[l], spec.C_b[l], spec.lambda_W[l], spec.lambda_b[l]
+        s1, s2 = t(np.sqrt(Kd1)), t(np.sqrt(Kd2))
+        inv1 = torch.where(s1 > 0, 1 / s1, torch.zeros_like(s1))
+        inv2 = torch.where(s2 > 0, 1 / s2, torch.zeros_like(s2))
+        torch.mul(K, inv1[:, None], out=rho).mul_(inv2[None, :]).clamp_(-1.0, 1.0)
+        g1, gp1 = gi.single(act, Kd1, 2), gi.single(act, Kd1, 0, 2)
+        g2, gp2 = (g1, gp1) if x2 is None else (gi.single(act, Kd2, 2), gi.single(act, Kd2, 0, 2))
+        if act.slopes is not None:
+            ap, am = act.slopes
+            d2c = (ap - am) ** 2
+            # ψ = arccos ρ;  ⟨σσ⟩ = a₊a₋K + (a₊−a₋)² √(K_aa K_bb)(sin ψ + (π−ψ)ρ)/2π;  ⟨σ'σ'⟩ = a₊a₋ + (a₊−a₋)²(π−ψ)/2π
+            sinpsi = torch.mul(rho, rho).neg_().add_(1.0).clamp_(min=0.0).sqrt_()
+            pi_psi = torch.arccos(rho).neg_().add_(math.pi)  # π − ψ
+            G = torch.addcmul(sinpsi, pi_psi, rho).mul_(s1[:, None]).mul_(s2[None, :]).mul_(d2c / (2 * math.pi))
+            G.add_(K, alpha=ap * am)
+            del sinpsi
+            if want_ntk:
+                Gp = pi_psi.mul_(d2c / (2 * math.pi)).add_(ap * am)
+        elif act.closed_form == "erf":
+            A1, A2 = t(1 + 2 * Kd1), t(1 + 2 * Kd2)
+            den = torch.outer(A1, A2)
+            G = torch.arcsin((2 * K / den.sqrt()).clamp_(-1, 1)).mul_(2 / math.pi)
+            if want_ntk:
+                Gp = den.sub_(K.square().mul_(4)).clamp_(min=1e-300).rsqrt_().mul_(4 / math.pi)
+        else:
+            G = _mehler(act, Kd1, None if x2 is None else Kd2, rho, 0, rtol, max_terms, (g1, g2))
+            if want_ntk:
+                Gp = _mehler(act, Kd1, None if x2 is None else Kd2, rho, 1, rtol, max_terms, (gp1, gp2))
+        if x2 is None:  # exact one-variable values on the diagonal
+            idx = torch.arange(K.shape[0], device=K.device)
+            G[idx, idx] = t(g1)
+            if want_ntk:
+                Gp[idx, idx] = t(gp1)
+        if want_ntk:
+            Th.mul_(Gp).mul_(cw).add_(G, alpha=lw).add_(lb)
+            Td1, Td2 = lb + lw * g1 + cw * gp1 * Td1, lb + lw * g2 + cw * gp2 * Td2
+            del Gp
+        K = G.mul_(cw).add_(cb)
+        Kd1, Kd2 = cb + cw * g1, cb + cw * g2
+        if not (np.all(np.isfinite(Kd1)) and np.all(np.isfinite(Kd2))):
+            raise ParameterError("C_W", spec.C_W, "values for which the kernel stays finite", f"overflow at layer {l + 1}")
+    return Kernels(K.cpu().numpy() if "nngp" in get else None, Th.cpu().numpy() if want_ntk else None)
