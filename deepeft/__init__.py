@@ -16,3 +16,19 @@ from .core.activations import Activation, get_activation  # noqa: E402,F401
 from .core.errors import DeepEFTError, ParameterError  # noqa: E402,F401
 from .core.observables import Observables  # noqa: E402,F401
 from .core.spec import MLPSpec  # noqa: E402,F401
+
+
+def __getattr__(name):  # lazy re-exports so `import deepeft` stays light
+    if name == "load_study":
+        from .studies import load_study
+        return load_study
+    if name in ("predict", "critical_spec", "criticality", "infinite_kernels"):
+        from . import theory
+        return getattr(theory, name)
+    if name in ("measure", "compare", "empirical_ntk"):
+        from . import ensemble
+        return getattr(ensemble, name)
+    if name == "estimate_llc":
+        from .bayes import estimate_llc
+        return estimate_llc
+    raise AttributeError(f"module 'deepeft' has no attribute {name!r}")
