@@ -360,3 +360,25 @@ def four_point_table(act: Activation, K: np.ndarray) -> np.ndarray:
         for perm in set(itertools.permutations(ms)):
             S[perm] = val
     return S
+
+
+def expect(F, K, order: int | None = None) -> float:
+    """⟨F(z)⟩_K for z ~ N(0, K), K a d×d PSD matrix (d ≤ 4) or a scalar variance, F a function of an
+    array of shape (P, d) returning (P,) values (numpy).  Tensor Gauss–Hermite in whitened
+    coordinates with ``order`` nodes per dimension (default by d); accurate for smooth F — for
+    products of activations prefer :func:`single`, :func:`pair`, :func:`product_moment`."""
+    Km = np.atleast_2d(np.asarray(K, dtype=np.float64))
+    d = Km.shape[0]
+    if Km.shape != (d, d) or not np.all(np.isfinite(Km)):
+        raise ParameterError("K", f"array of shape {Km.shape}", "a finite square (d×d) covariance matrix")
+    if d > 4:
+        raise ParameterError("K", f"{d}×{d}", "at most 4 variables (use a Monte-Carlo ensemble beyond)")
+    if not callable(F):
+        raise ParameterError("F", F, "a callable mapping an (P, d) array to P values")
+    n = order or GH_ORDER[d]
+    L = _sqrt_psd(Km[None])[0]
+    U, W = _gh_grid(n, d)
+    vals = np.asarray(F(U @ L.T), dtype=np.float64).reshape(-1)
+    if vals.shape[0] != W.shape[0]:
+        raise ParameterError("F", getattr(F, "__name__", F), "a callable returning one value per row")
+    return float(vals @ W)

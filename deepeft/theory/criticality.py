@@ -205,6 +205,13 @@ def optimal_aspect_ratio(activation, output_width: int = 1, skip: float = 0.0) -
     return 4.0 / (20 + 3 * n_L) / residual_nu(activation, skip)
 
 
+def effective_aspect_ratio(activation, depth: int, width: int, skip: float = 0.0) -> float:
+    """ν_eff·L/n: the single parameter that controls the 1/n corrections of a critical (residual) MLP
+    (V/(nK²) ≈ ν_eff·L/n; compare with :func:`optimal_aspect_ratio`)."""
+    L, n = check_int("depth", depth, 1), check_int("width", width, 1)
+    return residual_nu(activation, skip) * L / n
+
+
 def large_depth_asymptotics(activation, layers) -> dict:
     """Leading large-depth behaviour at criticality (PDLT ch. 5 / reference §3–4.4).
 
