@@ -32,25 +32,50 @@ from .sampler import LayerState
 
 
 class BatchAccumulator:
-    """Float64 sums of per-network statistics per jackknife batch (J contiguous network groups)."""
+    """Float64 sums of per-network statistics per jackknife batch.
 
-    def __init__(self, M: int, n_batches: int = 32, device="cpu"):
+    Networks are summed per RNG block first (fixed-size blocks that every chunking keeps whole, in
+    the working dtype: one reduction of the same shape whatever the chunk), then the block sums are
+    added in block order to J batches of consecutive blocks in float64.  So the result does not
+    depend on the chunk size, bit for bit on CPU."""
+
+    def __init__(self, M: int, n_batches: int = 32, rng_block: int = 1):
         self.M = M
-        self.J = max(1, min(int(n_batches), M // 2))
-        self.device = device
+        self.B = int(rng_block)
+        self.n_blocks = -(-M // self.B)
+        self.J = max(1, min(int(n_batches), self.n_blocks, M // 2))
         self.sums: dict[tuple[str, int], torch.Tensor] = {}
+        block_sizes = np.minimum(self.B, M - self.B * np.arange(self.n_blocks))
+        self._bid = torch.as_tensor((np.arange(self.n_blocks, dtype=np.int64) * self.J) // self.n_blocks)
         self.counts = torch.zeros(self.J, dtype=torch.float64)
-        bid = (np.arange(M, dtype=np.int64) * self.J) // M
-        np.add.at(self.counts.numpy(), bid, 1.0)
-        self._bid = torch.as_tensor(bid)
+        self.counts.index_add_(0, self._bid, torch.as_tensor(block_sizes, dtype=torch.float64))
+
+    def _block_reduce(self, v: torch.Tensor, fn) -> torch.Tensor:
+        Mc = v.shape[0]
+        nf = Mc // self.B
+        parts = []
+        if nf:
+            parts.append(fn(v[: nf * self.B].reshape(nf, self.B, *v.shape[1:])))
+        if Mc % self.B:
+            parts.append(fn(v[nf * self.B:].unsqueeze(0)))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+
+    def _add_blocks(self, key, start: int, bsums: torch.Tensor) -> None:
+        b0 = start // self.B
+        idx = self._bid[b0:b0 + bsums.shape[0]].to(bsums.device)
+        bs = bsums.to(torch.float64)
+        if key not in self.sums:
+            self.sums[key] = torch.zeros((self.J, *bs.shape[1:]), dtype=torch.float64, device=bs.device)
+        self.sums[key].index_add_(0, idx, bs)
 
     def add(self, name: str, layer: int, start: int, values: torch.Tensor) -> None:
-        v = values.detach().to(torch.float64)
-        idx = self._bid[start:start + v.shape[0]].to(v.device)
-        key = (name, layer)
-        if key not in self.sums:
-            self.sums[key] = torch.zeros((self.J, *v.shape[1:]), dtype=torch.float64, device=v.device)
-        self.sums[key].index_add_(0, idx, v)
+        """Σ over networks of ``values`` (M_c, ...); ``start`` is a multiple of the RNG block."""
+        self._add_blocks((name, layer), start, self._block_reduce(values.detach(), lambda t: t.sum(1)))
+
+    def add_outer(self, name: str, layer: int, start: int, vecs: torch.Tensor) -> None:
+        """Σ over networks of vᵀ⊗v for vecs (M_c, K) without forming per-network K×K products."""
+        self._add_blocks((name, layer), start,
+                         self._block_reduce(vecs.detach(), lambda t: torch.matmul(t.transpose(1, 2), t)))
 
     def has(self, name: str, layer: int) -> bool:
         return (name, layer) in self.sums
@@ -88,22 +113,23 @@ def _outer(a: torch.Tensor) -> torch.Tensor:
 def kernel_statistics(st: LayerState, Mc: int, full_V: bool) -> dict[str, torch.Tensor]:
     """Per-network k, kkd (=d dᵀ), Td (pair 4-pt), m4 (E[z⁴]), and if full_V kk, T (N²×N²)."""
     z = st.z
-    n = z.shape[-1]
-    N = z.shape[-2]
+    N = st.sigma_prev.shape[-2]
     out: dict[str, torch.Tensor] = {}
     if st.G is not None:  # plain layer: conditional (Rao–Blackwellised) statistics
-        G = st.G.to(torch.float64)
+        G = st.G
         k = G.expand(Mc, N, N) if G.dim() == 2 else G
         d = torch.diagonal(k, dim1=-2, dim2=-1)
         # for plain layers the cross-neuron pair term equals k⊗k (Td ≡ kkd, T ≡ kk) and
-        # E[z⁴ | Ĝ] = 3 Ĝ_αα² (m4 ≡ 3 diag kkd): only k, kkd (and kk) are accumulated
+        # E[z⁴ | Ĝ] = 3 Ĝ_αα² (m4 ≡ 3 diag kkd): only k, kkd (and kk) are accumulated.
+        # Names ending in "@outer" are vectors whose outer products are summed (add_outer).
         out["k"] = k
-        out["kkd"] = _outer(d)
+        out["kkd@outer"] = d
         if full_V:
-            out["kk"] = _outer(k.reshape(Mc, N * N))
+            out["kk@outer"] = k.reshape(Mc, N * N)
         return out
     # residual layer: direct cross-neuron statistics of the sampled z
-    zz = z.to(torch.float64)
+    n = z.shape[-1]
+    zz = z.to(torch.float64)  # residual layers: direct estimator in float64 (sums of n products)
     S2 = zz @ zz.transpose(-1, -2)
     d = torch.diagonal(S2, dim1=-2, dim2=-1)
     z2 = zz * zz

@@ -90,7 +90,7 @@ def measure(spec: MLPSpec, inputs, ensemble: int = 1000, seed: int = 0, device="
         extra = 3 * s * N * sum(spec.all_widths[1:]) * P
     sampler.plan(chunk_size, memory_limit, full_V=full_V, extra_per_network=extra)
 
-    acc = BatchAccumulator(M, n_batches)
+    acc = BatchAccumulator(M, n_batches, sampler.rng_block)
     L = spec.depth
     hist_parts: list[torch.Tensor] = []
     bar = None
@@ -101,9 +101,12 @@ def measure(spec: MLPSpec, inputs, ensemble: int = 1000, seed: int = 0, device="
         Mc = b - a
         H = None
         Ws, bs = [], []
-        for st in sampler.layers(a, b):
+        for st in sampler.layers(a, b, need_z_last="histogram" in q):
             for name, v in kernel_statistics(st, Mc, full_V).items():
-                acc.add(name, st.l, a, v)
+                if name.endswith("@outer"):
+                    acc.add_outer(name[:-6], st.l, a, v)
+                else:
+                    acc.add(name, st.l, a, v)
             if want_ntk and ntk_method == "forward":
                 if st.l == 1:
                     H = ntk_first_layer(spec, sampler.x)

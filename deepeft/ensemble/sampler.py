@@ -105,8 +105,11 @@ def block_seed(seed: int, block: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(block)]).generate_state(1, np.uint64)[0] & ((1 << 63) - 1))
 
 
-def default_rng_block(device: torch.device) -> int:
-    return 256 if device.type == "cuda" else 16
+def default_rng_block(device: torch.device, M: int) -> int:
+    """Networks per RNG block: up to 16 (CPU) / 128 (CUDA), and small enough that an ensemble has
+    at least 32 blocks (the jackknife batches are made of whole blocks)."""
+    cap = 128 if device.type == "cuda" else 16
+    return max(1, min(cap, M // 32))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,7 +195,7 @@ class EnsembleSampler:
         if self.ntk and method != "weights":
             method = "weights"  # the NTK forward equation needs the weights
         self.method = method
-        self.rng_block = check_int("rng_block", rng_block, 1) if rng_block is not None else default_rng_block(self.device)
+        self.rng_block = check_int("rng_block", rng_block, 1) if rng_block is not None else default_rng_block(self.device, self.M)
         self.x = torch.as_tensor(self.x_np, dtype=self.dtype, device=self.device)
         self.N = self.x.shape[0]
         self.n_blocks = -(-self.M // self.rng_block)
@@ -277,8 +280,9 @@ class EnsembleSampler:
     def layers(self, start: int, stop: int, *, need_z_last: bool = True) -> Iterator[LayerState]:
         """Propagate networks [start, stop) layer by layer, yielding a :class:`LayerState` each.
 
-        Every layer's random numbers are drawn for every block even if not needed, so that the
-        streams stay aligned whatever the caller consumes."""
+        ``need_z_last=False`` (gaussian method) skips sampling the output layer: its statistics
+        need only Ĝ^(L), and no later draw depends on it, so every other number is unchanged
+        (``z`` is then None for the last layer)."""
         spec, act = self.spec, self.spec.activation
         gens = self._generators(start, stop)
         L = spec.depth
@@ -297,7 +301,9 @@ class EnsembleSampler:
                 G = cb + (cw / n_in) * (x @ x.T)
             else:
                 G = cb + (cw / n_in) * torch.matmul(sig, sig.transpose(-1, -2))
-            if self.method == "gaussian":
+            if self.method == "gaussian" and l == L and not need_z_last and res is None:
+                branch = None
+            elif self.method == "gaussian":
                 eps = self._randn(gens, (self.N, n_out))
                 if l == 1:
                     F = _psd_sqrt_factor(G.unsqueeze(0))[0]
@@ -313,7 +319,9 @@ class EnsembleSampler:
                     branch = torch.matmul(x, W.transpose(-1, -2)) + b.unsqueeze(1)
                 else:
                     branch = torch.baddbmm(b.unsqueeze(1), sig, W.transpose(-1, -2))
-            if res is not None:
+            if branch is None:
+                z = None
+            elif res is not None:
                 xi, gamma = res
                 z = xi * z_prev + gamma * branch
             else:
