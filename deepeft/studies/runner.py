@@ -113,7 +113,8 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
         study = load_study_file(study)
     if threads < 1:
         raise ParameterError("threads", threads, "an integer >= 1")
-    from .. import __version__
+    from .._provenance import result_version
+    __version__ = result_version()
     point_fn = point_fn or compute_point
     planned = plan(study)
     if extra_config:

@@ -310,9 +310,11 @@ def canonical_json(config: dict[str, Any]) -> str:
 
 
 def point_key(config: dict[str, Any], version: str | None = None) -> str:
-    """sha256 of the canonical configuration and the package version."""
+    """sha256 of the canonical configuration and the result version (package version + digest of
+    the engine sources, :mod:`deepeft._provenance`): editing an engine recomputes stored points."""
     if version is None:
-        from .. import __version__ as version
+        from .._provenance import result_version
+        version = result_version()
     return hashlib.sha256(f"deepeft {version}\n{canonical_json(config)}".encode()).hexdigest()
 
 
