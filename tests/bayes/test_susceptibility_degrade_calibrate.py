@@ -1,0 +1,68 @@
+"""Susceptibilities vs the Gaussian closed form, degradation to a target Δloss, step-size calibration."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepeft.bayes import calibrate, degrade, quadratic_llc_expectation, susceptibilities
+from bayes_helpers import Potential, dummy_data, mean_loss, within
+
+
+def test_per_sample_loss_susceptibility_matches_gaussian_closed_form():
+    # linear regression at w* = least squares; posterior N(w*, Σ), Σ = (t XᵀX/n + γ)⁻¹ (loss = ½(y − xᵀw)²).
+    g = torch.Generator().manual_seed(0)
+    n, d, t, gam = 64, 2, 40.0, 2.0
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = X @ torch.tensor([1.0, -1.0], dtype=torch.float64) + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+    wls = torch.linalg.lstsq(X, y[:, None]).solution[:, 0]
+    model = nn.Linear(d, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(wls[None])
+    loss = lambda out, yy: 0.5 * ((out.squeeze(-1) - yy) ** 2).mean()
+    probe = (X[:3], y[:3])
+    res = susceptibilities(model, (X, y), loss, probe=probe, sampler="mala", lr=0.05, nbeta=t, localization=gam,
+                           num_chains=8, num_draws=1500, num_burnin_steps=100, seed=0)
+    Xn, yn, w0 = X.numpy(), y.numpy(), wls.numpy()
+    Q = Xn.T @ Xn / n
+    Sig = np.linalg.inv(t * Q + gam * np.eye(d))
+    # u = w − w*: tL_n = const + ½ uᵀ(tQ)u (gradient 0 at least squares);  ℓ_i = const + a_iᵀu + ½ uᵀ(x_i x_iᵀ)u
+    for i in range(3):
+        xi = Xn[i]
+        a_i = -(yn[i] - xi @ w0) * xi
+        # Cov(½uᵀAu + aᵀu, ½uᵀBu) = ½ tr(AΣBΣ) for Gaussian u with mean 0
+        truth = 0.5 * np.trace(np.outer(xi, xi) @ Sig @ (t * Q) @ Sig)
+        ok, msg = within(res.chi[i], res.chi_se[i], truth)
+        assert ok, f"probe {i}: {msg}"
+
+
+def test_degrade_reaches_target_delta_loss():
+    h = torch.tensor([1.0] * 6, dtype=torch.float64)
+    model = Potential(lambda w: 0.5 * (h * w * w).sum(), torch.zeros(6))
+    target = 0.05  # quadratic: E[Δ] = ½ Σ h/(t h + γ) → t ≈ 60 with γ = 0
+    res = degrade(model, dummy_data(100), mean_loss, target_delta_loss=target, localization=0.0, lr=1e-3,
+                  num_models=16, num_steps=2000, pilot_steps=600, seed=0)
+    assert len(res.models) == 16
+    exact_t = 0.5 * 6 / target
+    assert res.nbeta == pytest.approx(exact_t, rel=0.25)
+    # each degraded model's Δ is χ²₆/(2t): mean within 4 standard errors of the target
+    se = res.delta_loss.std(ddof=1) / math.sqrt(len(res.delta_loss))
+    assert abs(res.delta_loss.mean() - 3 / res.nbeta) < 4 * se
+    assert abs(res.delta_loss.mean() - target) < 0.3 * target
+    assert all(float(torch.linalg.norm(m.w)) > 0 for m in res.models) and float(model.w.abs().sum()) == 0.0
+
+
+def test_calibration_stays_inside_stability_bound():
+    h = torch.tensor([0.1, 1.0, 10.0], dtype=torch.float64)
+    model = Potential(lambda w: 0.5 * (h * w * w).sum(), torch.zeros(3))
+    t, gam = 100.0, 1.0
+    a_max = t * 10.0 + gam
+    cal = calibrate(model, dummy_data(), mean_loss, nbeta=t, localization=gam, lrs=[1e-5, 1e-4, 1e-3, 5e-3, 1e-2],
+                    num_steps=200, seed=0)
+    rows = {r["lr"]: r for r in cal.table}
+    assert not rows[1e-2]["stable"] and "stability bound" in rows[1e-2]["verdict"]  # ε·a_max = 10 ≥ 4
+    assert cal.lr * a_max < 4 and rows[cal.lr]["acceptance"] >= 0.9
+    assert cal.lr == 1e-3 or cal.lr == 5e-3
+    auto = calibrate(model, dummy_data(), mean_loss, nbeta=t, localization=gam, num_steps=200, seed=0)
+    assert auto.lr * a_max < 4 and "largest" in auto.reason
