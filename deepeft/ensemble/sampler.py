@@ -234,7 +234,9 @@ class EnsembleSampler:
                 raise EnsembleMemoryError(
                     f"one RNG block of {B} networks needs about {fmt_bytes(per * min(B, self.M))} "
                     f"({fmt_bytes(per)} per network) but only {fmt_bytes(budget)} is {where}; "
-                    "use a smaller rng_block, fewer inputs, or smaller widths")
+                    "use a smaller rng_block, fewer inputs, or smaller widths"
+                    + ("; the NTK forward equation alone needs N²·n² numbers per network: leave 'Theta' out "
+                       "of quantities to measure kernels and vertices without weights" if self.ntk else ""))
             cap = 2048 if self.device.type == "cpu" else 8192
             chunk = max(B, min(fit, cap) // B * B)
         else:
