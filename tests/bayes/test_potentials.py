@@ -44,7 +44,7 @@ def _one_dim(f, t, gamma):
 
 def _radial(d, D, t, gamma):
     """E[t r^D] for K = |w|^D in d dimensions (homogeneous of degree D) under the Gaussian prior."""
-    L = 12 / math.sqrt(gamma)
+    L = min(12 / math.sqrt(gamma), 20 * t ** (-1.0 / D))  # e^{−t r^D} is negligible beyond 20 t^{−1/D}
     g = lambda r: r ** (d - 1) * math.exp(-t * r ** D - gamma * r * r / 2)
     Z = integrate.quad(g, 0, L, limit=400, epsabs=1e-14)[0]
     N = integrate.quad(lambda r: t * r ** D * g(r), 0, L, limit=400, epsabs=1e-14)[0]
