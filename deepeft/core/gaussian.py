@@ -265,20 +265,28 @@ def _panel_nodes(lo_z, hi_z, centre, scale, nodes):
 
 def pair_quad(act: Activation, Kaa, Kab, Kbb, i: int, j: int, nodes: int = 16,
               check: bool = True, chunk: int = 64) -> np.ndarray:
-    """Nested composite Gauss–Legendre quadrature (any σ; geometric convergence for smooth σ).
-
-    Triangular (Cholesky) coordinates z_a = √K_aa u₁, z_b = m(u₁) + s u₂ with m = (K_ab/K_aa) z_a,
-    s² = K_bb − K_ab²/K_aa; each 1-d integral uses panels split where σ changes character (z = 0, ±2,
-    ±8) and at the Gaussian's reach (|u| = 10), so saturating σ at large K stays accurate."""
-    shape = np.shape(Kaa)
-    Kaa, Kab, Kbb = (np.ravel(np.asarray(v, dtype=np.float64)) for v in (Kaa, Kab, Kbb))
-    swap = Kaa <= 0  # put the non-degenerate variable first
-    if np.any(swap & (Kbb <= 0)):
-        both = swap & (Kbb <= 0)
-        Kaa, Kbb = Kaa.copy(), Kbb.copy()
-        Kaa[both] = 1e-300
-    out = np.empty(Kaa.shape[0])
+    """⟨σ^(i)(z_a) σ^(j)(z_b)⟩ by :func:`gauss2` (any σ; geometric convergence for smooth σ)."""
     mx = max(i, j)
+    fa = lambda z: act.derivatives(z, mx)[i]  # noqa: E731
+    fb = lambda z: act.derivatives(z, mx)[j]  # noqa: E731
+    out = gauss2(fa, fb, Kaa, Kab, Kbb, nodes=nodes, chunk=chunk)
+    if check and act.smooth:
+        coarse = gauss2(fa, fb, Kaa, Kab, Kbb, nodes=nodes - 4, chunk=chunk)
+        _warn_accuracy(out, coarse, f"⟨σ^({i})σ^({j})⟩", act, rtol=1e-8)
+    return out
+
+
+def gauss2(fa, fb, Kaa, Kab, Kbb, nodes: int = 16, chunk: int = 64) -> np.ndarray:
+    """E[fa(z_a) fb(z_b)] for (z_a, z_b) ~ N(0, [[Kaa, Kab], [Kab, Kbb]]), elementwise over arrays;
+    fa, fb are elementwise torch functions (smooth, or with kinks at 0).
+
+    Nested composite Gauss–Legendre in triangular (Cholesky) coordinates z_a = √K_aa u₁,
+    z_b = m(u₁) + s u₂ with m = (K_ab/K_aa) z_a, s² = K_bb − K_ab²/K_aa; each 1-d integral uses
+    panels split where activations change character (z = 0, ±2, ±8) and at the Gaussian's scale,
+    so saturating functions at large K stay accurate."""
+    shape = np.shape(np.broadcast_arrays(np.asarray(Kaa), np.asarray(Kab), np.asarray(Kbb))[0])
+    Kaa, Kab, Kbb = (np.ravel(v) for v in np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (Kaa, Kab, Kbb))))
+    out = np.empty(Kaa.shape[0])
     for s0 in range(0, Kaa.shape[0], chunk):
         sl = slice(s0, s0 + chunk)
         ka, kab, kb = Kaa[sl], Kab[sl], Kbb[sl]
@@ -290,13 +298,10 @@ def pair_quad(act: Activation, Kaa, Kab, Kbb, i: int, j: int, nodes: int = 16,
         B, P = za.shape
         u2, w2 = _panel_nodes(None, None, m.ravel(), np.repeat(s, P), nodes)  # (B*P, Q)
         zb = m.ravel()[:, None] + np.repeat(s, P)[:, None] * u2
-        da = act.derivatives(torch.as_tensor(za), mx)[i].numpy()             # (B, P)
-        db = act.derivatives(torch.as_tensor(zb), mx)[j].numpy()             # (B*P, Q)
+        da = fa(torch.as_tensor(za)).numpy()
+        db = fb(torch.as_tensor(zb)).numpy()
         inner = np.sum(db * w2, axis=1).reshape(B, P)
         out[sl] = np.sum(da * inner * w1, axis=1)
-    if check and act.smooth:
-        coarse = pair_quad(act, Kaa, Kab, Kbb, i, j, nodes=nodes - 4, check=False)
-        _warn_accuracy(out, coarse, f"⟨σ^({i})σ^({j})⟩", act, rtol=1e-8)
     return out.reshape(shape)
 
 

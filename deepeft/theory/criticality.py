@@ -185,18 +185,34 @@ def scale_invariant_nu(activation) -> float:
     return scale_invariant_constants(get_activation(activation))["nu"]
 
 
-def residual_nu(activation, skip: float) -> float:
-    """Growth coefficient ν(ξ) of V/(nK²) ≈ ν·l/n for a critical residual MLP with skip strength ξ
-    (branch γ² = 1 − ξ² in the critical normalisation; PDLT reference §8 with γ_ref = ξ)."""
+def residual_nu(activation, skip: float, depth: int = 48) -> float:
+    """Growth coefficient ν_eff of V/(nK²) ≈ ν_eff·l/n for a critical residual MLP with skip
+    strength ξ = ``skip`` (branch γ² = 1 − ξ², so the critical branch keeps the plain C_W).
+
+    ξ = 0: ν = 3A₄/A₂² − 1 (scale-invariant) or 2/3 (K* = 0).  ξ > 0: the slope per layer of
+    n·V/(nK²) between layers depth−10 and depth, from the linear-response theory of
+    :mod:`deepeft.theory.residual` (the closed form (1−ξ²)[(1−ξ²)ν + 4ξ²] of the single-input
+    recursion is exact only for linear σ; for ReLU it underestimates, e.g. 3.56 instead of 6.50 at ξ = 0.5)."""
     cp = criticality(activation)
     s2 = check_nonnegative("skip", skip) ** 2
     if s2 >= 1:
         raise ParameterError("skip", skip, "0 <= skip < 1")
-    if cp.universality_class == "scale-invariant":
-        return (1 - s2) * ((1 - s2) * cp.constants["nu"] + 4 * s2)
-    if cp.universality_class == "K*=0":
-        return (2.0 / 3.0) * (1 - s2**2)
-    raise ParameterError("activation", cp.activation, "a scale-invariant or K*=0 activation", cp.message)
+    if cp.universality_class not in ("scale-invariant", "K*=0"):
+        raise ParameterError("activation", cp.activation, "a scale-invariant or K*=0 activation", cp.message)
+    if s2 == 0:
+        return cp.constants["nu"] if cp.universality_class == "scale-invariant" else 2.0 / 3.0
+    depth = check_int("depth", depth, 14)
+    key = (cp.activation, float(skip), depth)
+    if key not in _NU_CACHE:
+        from .residual import residual_single_input
+        spec = critical_spec(activation, depth, 10**6, 1, residual=(float(skip), math.sqrt(1 - s2)))
+        r = residual_single_input(spec, 1.0)
+        vn = r["V"] / r["K"] ** 2
+        _NU_CACHE[key] = float((vn[-2] - vn[-12]) / 10)  # hidden layers only (the last one is plain)
+    return _NU_CACHE[key]
+
+
+_NU_CACHE: dict = {}
 
 
 def optimal_aspect_ratio(activation, output_width: int = 1, skip: float = 0.0) -> float:

@@ -10,15 +10,10 @@ Implements, for N inputs (PDLT; equations as collected in the project's PDLT ref
 
 with r = n_l / n_{l-1} (1/n objects of layer l are normalised by n_{l-1}; see conventions).
 
-Residual layers z' = ξ z + γ (b + W σ(z)) (the issue's naming: ξ skip, γ branch):
-K' = ξ²K + γ²(C_b + C_W⟨σσ⟩), Θ' = ξ²Θ + γ²(λ_b + λ_W⟨σσ⟩ + C_W⟨σ'σ'⟩∘Θ),
-K1' = ξ²K1 + γ²·(MLP update), and (derived here; single-input case reduces to PDLT reference §8,
-V' = ξ⁴C_W²Var(σ²)… + 4ξ²γ²C_W K² d⟨σ²⟩/dK + χ_∥² V, after ξ ↔ γ relabelling)
-
-    V' = ξ⁴ V + γ⁴ (MLP update) + ξ²γ² C_W [X_{(ab)(cd)} + X_{(cd)(ab)}],
-    X_{(ab)(cd)} = Σ_{ββ'} K_{aβ} K_{bβ'} ⟨∂_β∂_β'(σ_cσ_d)⟩ + ½ Σ_{β1β2} V_{(ab)(β1β2)} ⟨∂_β1∂_β2(σ_cσ_d)⟩
-
-(the first term is Stein's lemma for ⟨z_a z_b σ_c σ_d⟩ − K_ab⟨σ_cσ_d⟩).
+Residual layers z' = ξ z + γ (b + W σ(z)) (ξ skip, γ branch): K' = ξ²K + γ²(C_b + C_W⟨σσ⟩),
+Θ' = ξ²Θ + γ²(λ_b + λ_W⟨σσ⟩ + C_W⟨σ'σ'⟩∘Θ) at infinite width.  Their 1/n quantities (V, K1) do not
+follow a layer-to-layer recursion in V alone — a neuron remembers its own past through the skip —
+and come from :mod:`deepeft.theory.residual` (diagonal, one input at a time).
 """
 from __future__ import annotations
 
@@ -85,6 +80,11 @@ def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str =
     if vertex not in ("auto", "full", "diagonal"):
         raise ParameterError("vertex", vertex, "'auto', 'full' or 'diagonal'")
     N = x.shape[0]
+    if spec.residual is not None and order == "1/n":
+        if vertex == "full":
+            raise ParameterError("vertex", vertex, "'diagonal' or 'auto' for residual MLPs (the full multi-input "
+                                 "vertex of residual networks is not implemented; see deepeft.theory.residual)")
+        vertex = "diagonal"
     full = order == "1/n" and (vertex == "full" or (vertex == "auto" and N <= 8))
     L = spec.depth
     act = spec.activation
@@ -120,20 +120,15 @@ def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str =
             # single-input (diagonal) recursions, PDLT reference §4.2/§4.3 (+ residual §8)
             var = cw**2 * (li.g4 - li.g**2)
             chi_mlp = cw * li.dg
-            v_new = ga2**2 * var + r * (xi2 + ga2 * chi_mlp) ** 2 * v + 4 * xi2 * ga2 * cw * np.diag(K) ** 2 * li.dg
-            k1_new = xi2 * k1 + ga2 * r * (chi_mlp * k1 + cw / 8 * v * 4 * li.d2g)
+            v_new = var + r * chi_mlp**2 * v
+            k1_new = r * (chi_mlp * k1 + cw / 8 * v * 4 * li.d2g)
             v, k1 = v_new, k1_new
             if full:
                 src = cw**2 * (li.S4 - np.einsum("ab,cd->abcd", li.G, li.G))
                 prop = r * cw**2 / 4 * _contract_D2_V_D2(li.D2, V)
-                V_new = ga2**2 * (src + prop) if res else src + prop
-                if res:
-                    V_new = V_new + xi2**2 * r * V
-                    X = (np.einsum("ai,bj,cdij->abcd", K, K, li.D2, optimize=True)
-                         + 0.5 * r * np.einsum("abij,cdij->abcd", V, li.D2, optimize=True))
-                    V_new = V_new + xi2 * ga2 * cw * (X + np.transpose(X, (2, 3, 0, 1)))
+                V_new = src + prop
                 mlp_k1 = r * cw * (0.5 * np.einsum("ij,abij->ab", K1, li.D2) + _K1_fourth_term(V, li) / 8)
-                K1_new = xi2 * r * K1 + ga2 * mlp_k1 if res else mlp_k1
+                K1_new = mlp_k1
                 V, K1 = V_new, K1_new
                 Vf.append(V)
                 K1f.append(K1)
@@ -146,6 +141,11 @@ def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str =
                           fan_in=np.array([spec.fan_in(l) for l in range(1, L + 1)], dtype=float))
     if order == "1/n":
         out.V_diag, out.K1_diag = np.array(Vd), np.array(K1d)
+        if spec.residual is not None:  # skip connections need the linear-response form
+            from .residual import residual_single_input
+            for a in range(N):
+                rr = residual_single_input(spec, float(out.K[0, a, a]))
+                out.V_diag[:, a], out.K1_diag[:, a] = rr["V"], rr["K1"]
         if full:
             out.V, out.K1 = np.array(Vf), np.array(K1f)
     return out

@@ -122,22 +122,24 @@ def test_relu_vertex_is_linear_in_depth():
 
 
 def test_residual_nu_and_aspect_ratio():
-    assert residual_nu("relu", 0.5) == pytest.approx(3.5625)
-    assert residual_nu("relu", 0.9) == pytest.approx(0.79610, abs=1e-5)
-    assert residual_nu("tanh", 0.5) == pytest.approx(0.625)
+    # no skip: the class constants; linear σ: the single-input closed form (1−ξ²)[(1−ξ²)ν + 4ξ²] is exact
+    assert residual_nu("relu", 0.0) == pytest.approx(5.0)
+    assert residual_nu("tanh", 0.0) == pytest.approx(2 / 3)
+    for xi in (0.5, 0.8):
+        assert residual_nu("linear", xi) == pytest.approx((1 - xi**2) * ((1 - xi**2) * 2 + 4 * xi**2), rel=1e-8)
+    # ReLU: skip connections *raise* the growth of V/(nK²) (linear-response theory, MC-checked in test_residual.py)
+    assert residual_nu("relu", 0.5) == pytest.approx(6.4963, abs=1e-3)
     assert optimal_aspect_ratio("relu") == pytest.approx(4 / 115)
     assert optimal_aspect_ratio("tanh") == pytest.approx(6 / 23)
     assert optimal_aspect_ratio("relu", output_width=10) == pytest.approx(0.0160, abs=1e-4)
 
 
-def test_residual_recursion_reproduces_nu_gamma():
-    # critical residual ReLU, ξ = 0.5: V/(nK²) grows with slope ν(ξ) per layer
+def test_residual_chi_par_is_one_at_criticality():
     xi = 0.5
-    spec = critical_spec("relu", 40, 1000, 4, residual=(xi, math.sqrt(1 - xi**2)))
+    spec = critical_spec("relu", 12, 1000, 4, residual=(xi, math.sqrt(1 - xi**2)))
     obs = predict(spec, np.ones((1, 4)))
-    slope = (obs["V_norm"][-2, 0] - obs["V_norm"][-12, 0]) * 1000 / 10
-    assert slope == pytest.approx(residual_nu("relu", xi), rel=1e-9)
     np.testing.assert_allclose(obs["chi_par"][1:-1, 0], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(obs["K"][:, 0, 0], obs["K"][0, 0, 0], rtol=1e-12)
 
 
 def test_learning_rate_equivalence_principle():

@@ -11,7 +11,7 @@ X3 = np.array([[1.0, 0.5, -0.3], [0.2, -1.0, 0.8], [-0.7, 0.1, 0.4]])
 
 def test_vertex_tensor_symmetries_and_diagonal_consistency():
     for spec in (MLPSpec.make("tanh", 5, 32, 3, C_W=1.2, C_b=0.1),
-                 MLPSpec.make("relu", 5, 32, 3, C_W=2.0, C_b=0.05, residual=(0.8, 0.6))):
+                 MLPSpec(3, (32, 16, 48, 32), "leaky_relu:0.2", 1.9, 0.05)):
         o = predict(spec, X3, vertex="full")
         V = o["V"]
         np.testing.assert_allclose(V, np.transpose(V, (0, 2, 1, 3, 4)), atol=1e-12)
