@@ -11,7 +11,7 @@ import numpy as np
 from ..core.errors import ParameterError
 from .common import add_network_args, inputs_from_args, spec_from_args
 
-COMPARED = ("kernel", "V_norm", "Theta")
+COMPARED = ("kernel", "V_norm", "Theta", "Theta_var")
 
 
 def register(subparsers) -> None:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     x = inputs_from_args(args)
     N = x.shape[0]
-    quantities = ["kernel", "V_norm", "kurtosis", "histogram"] + ([] if args.no_ntk else ["Theta"])
+    quantities = ["kernel", "V_norm", "kurtosis", "histogram"] + ([] if args.no_ntk else ["Theta", "NTK_fluct"])
     th = predict(spec, x)
     ms = measure(spec, x, ensemble=args.ensemble, seed=args.seed, device=args.device, dtype=args.dtype,
                  chunk_size=args.chunk_size, quantities=tuple(quantities), progress=args.progress)

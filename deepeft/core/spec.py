@@ -126,6 +126,9 @@ class MLPSpec:
         if self.parameterization == "standard":
             return lw / self.fan_in(l), lb
         cw, cb = self.C_W[l - 1], self.C_b[l - 1]
+        if cb == 0 and lb != 0:
+            raise ParameterError(f"lambda_b[{l - 1}]", lb, "0 where C_b = 0 for a network in the 'ntk' parameterisation",
+                                 "its bias is sqrt(C_b)·β = 0 and has no gradient; use parameterization='standard'")
         # ntk: W = sqrt(C_W/n) ω, b = sqrt(C_b) β  ⇒  ∂z/∂ω = sqrt(C_W/n) ∂z/∂W.
         return (lw / cw if cw > 0 else 0.0), (lb / cb if cb > 0 else 0.0)
 

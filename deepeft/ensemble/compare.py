@@ -16,11 +16,21 @@ import numpy as np
 from ..core.errors import ParameterError
 from ..core.observables import Observables
 
-DEFAULT_COMPARE = ("kernel", "V_norm", "Theta")
+DEFAULT_COMPARE = ("kernel", "V_norm", "Theta", "Theta_var")
 
 
 def _derived(obs: Observables, name: str, errors: bool = False) -> np.ndarray | None:
     src = obs.errors if errors else obs.values
+    if obs.source == "theory" and not errors:
+        # the theory's best O(1/n) prediction of what an ensemble measures
+        if name == "Theta" and "ntk_mean" in src:
+            return np.asarray(src["ntk_mean"], dtype=float)
+        if name == "Theta_var" and "ntk_var" in src:
+            v = np.asarray(src["ntk_var"], dtype=float)
+            out = np.full(v.shape + (v.shape[-1],), np.nan)  # only Var(Ĥ_αα) is predicted
+            idx = np.arange(v.shape[-1])
+            out[:, idx, idx] = v
+            return out
     if name in src:
         return np.asarray(src[name], dtype=float)
     if name == "V_pairs" and "V" in src:
