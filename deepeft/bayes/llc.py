@@ -29,6 +29,7 @@ import numpy as np
 from torch import nn
 
 from ..core.errors import ParameterError
+from ..core.jsonutil import to_jsonable as _jsonable
 from .diagnostics import ess, rhat, trace_drift
 from .samplers import ConvergenceWarning, SampleResult, sample
 
@@ -85,23 +86,6 @@ class LLCResult:
         for w in d.get("warnings", []):
             lines.append(f"  warning: {w}")
         return "\n".join(lines)
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def llc_from_samples(res: SampleResult, require_rhat: bool = False) -> LLCResult:

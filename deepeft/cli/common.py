@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from ..core.errors import ParameterError
+from ..core.jsonutil import to_jsonable
 from ..core.spec import MLPSpec
 
 
@@ -80,7 +81,7 @@ def inputs_from_args(args) -> np.ndarray:
 
 
 def emit_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=1, default=_default)
+    json.dump(to_jsonable(obj), sys.stdout, indent=1, default=_default)
     sys.stdout.write("\n")
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .jsonutil import to_jsonable as _jsonable
 from .spec import MLPSpec
 
 
@@ -62,20 +63,8 @@ class Observables:
         return {
             "source": self.source,
             "spec": self.spec.to_dict(),
-            "inputs": self.inputs.tolist(),
-            "values": {k: np.asarray(self.values[k]).tolist() for k in keys if k in self.values},
-            "errors": {k: np.asarray(self.errors[k]).tolist() for k in keys if k in self.errors},
+            "inputs": _jsonable(self.inputs),
+            "values": {k: _jsonable(np.asarray(self.values[k])) for k in keys if k in self.values},
+            "errors": {k: _jsonable(np.asarray(self.errors[k])) for k in keys if k in self.errors},
             "meta": _jsonable(self.meta),
         }
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    return x
