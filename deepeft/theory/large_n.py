@@ -60,22 +60,15 @@ def hermite_coefficients(act, K: np.ndarray, M: int, derivative: int = 0) -> np.
     return (f * w[None, :]) @ H.T
 
 
-def _mehler(act, Kd1, Kd2, rho: torch.Tensor, derivative: int, rtol: float, M_max: int, diag_full: np.ndarray) -> torch.Tensor:
-    """Σ_k f_k(a) f_k(b) ρ^k for all pairs (a, b), f = σ^(derivative)."""
-    offdiag_rho = rho.abs()
-    if Kd2 is None:
-        offdiag_rho = offdiag_rho.clone()
-        offdiag_rho.fill_diagonal_(0.0)
-    rmax = float(offdiag_rho.max()) if offdiag_rho.numel() else 0.0
+def _mehler_order(act, Kd1, Kd2, rmax: float, derivative: int, rtol: float, M_max: int, full):
+    """Number of Mehler terms M and the coefficient tables for both input sets (see module doc)."""
     M = 16
     while True:
         c1 = hermite_coefficients(act, Kd1, M, derivative)
         c2 = c1 if Kd2 is None else hermite_coefficients(act, Kd2, M, derivative)
-        full1 = diag_full[0]
-        full2 = diag_full[1]
-        T1 = np.maximum(full1 - np.sum(c1**2, 1), 0.0)
-        T2 = np.maximum(full2 - np.sum(c2**2, 1), 0.0)
-        scale = math.sqrt(float(np.max(full1)) * float(np.max(full2))) or 1.0
+        T1 = np.maximum(full[0] - np.sum(c1**2, 1), 0.0)
+        T2 = np.maximum(full[1] - np.sum(c2**2, 1), 0.0)
+        scale = math.sqrt(float(np.max(full[0])) * float(np.max(full[1]))) or 1.0
         bound = rmax ** (M + 1) * math.sqrt(float(np.max(T1)) * float(np.max(T2)))
         if bound <= rtol * scale or M >= M_max:
             break
@@ -84,20 +77,28 @@ def _mehler(act, Kd1, Kd2, rho: torch.Tensor, derivative: int, rtol: float, M_ma
         warnings.warn(f"Mehler expansion of {act.name!r} truncated at {M} terms: error bound {bound / scale:.1e} "
                       f"relative (target {rtol:.0e}); inputs with |ρ| = {rmax:.6f} need more terms",
                       AccuracyWarning, stacklevel=4)
-    dev, dt = rho.device, rho.dtype
-    a = torch.as_tensor(c1, device=dev, dtype=dt)
-    b = torch.as_tensor(c2, device=dev, dtype=dt)
-    acc = torch.outer(a[:, M], b[:, M])
-    for k in range(M - 1, -1, -1):
-        acc.mul_(rho)
-        acc.addr_(a[:, k], b[:, k])
-    return acc
+    return M, c1, c2
+
+
+def _tiles(N1: int, N2: int, symmetric: bool, size: int):
+    """(row slice, column slice) tiles; the upper triangle only when symmetric."""
+    rows = [slice(i, min(i + size, N1)) for i in range(0, N1, size)]
+    cols = [slice(j, min(j + size, N2)) for j in range(0, N2, size)]
+    for a, r in enumerate(rows):
+        for b, c in enumerate(cols):
+            if symmetric and b < a:
+                continue
+            yield r, c
 
 
 def infinite_kernels(spec: MLPSpec, x1, x2=None, get=("nngp", "ntk"), *, device: str = "cpu",
-                     rtol: float = 1e-10, max_terms: int = 600) -> Kernels:
+                     rtol: float = 1e-10, max_terms: int = 600, tile: int = 256) -> Kernels:
     """Last-layer infinite-width NNGP kernel K^(L) and NTK Θ^(L) between x1 (N1, n_0) and x2
-    (default x1), float64.  ``get``: 'nngp', 'ntk' or both (neural-tangents' vocabulary)."""
+    (default x1), float64.  ``get``: 'nngp', 'ntk' or both (neural-tangents' vocabulary).
+
+    Each entry evolves independently given the diagonals, so layers are applied tile by tile
+    (``tile``² entries, the upper triangle only when x2 is None) with scratch buffers allocated
+    once: every operation works in cache instead of streaming N² numbers through memory."""
     if isinstance(get, str):
         get = (get,)
     for g in get:
@@ -107,62 +108,88 @@ def infinite_kernels(spec: MLPSpec, x1, x2=None, get=("nngp", "ntk"), *, device:
         raise ParameterError("device", device, "'cpu' (CUDA is not available on this machine)")
     if spec.residual is not None:
         raise ParameterError("residual", spec.residual, "None for infinite_kernels (use theory.predict for residual MLPs)")
+    if not isinstance(tile, int) or tile < 16:
+        raise ParameterError("tile", tile, "an integer >= 16")
     X1 = validate_inputs(x1, spec, "x1")
     X2 = X1 if x2 is None else validate_inputs(x2, spec, "x2")
+    sym = x2 is None
     act = spec.activation
     want_ntk = "ntk" in get
     t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)  # noqa: E731
     n0 = spec.input_dim
     gram = t(X1) @ t(X2).T / n0
     d1 = np.sum(X1 * X1, 1) / n0
-    d2 = d1 if x2 is None else np.sum(X2 * X2, 1) / n0
+    d2 = d1 if sym else np.sum(X2 * X2, 1) / n0
     K = gram.mul(spec.C_W[0]).add_(spec.C_b[0])
+    Th = gram.mul_(spec.lambda_W[0]).add_(spec.lambda_b[0]) if want_ntk else None
     Kd1, Kd2 = spec.C_b[0] + spec.C_W[0] * d1, spec.C_b[0] + spec.C_W[0] * d2
-    if want_ntk:
-        Th = gram.mul_(spec.lambda_W[0]).add_(spec.lambda_b[0])
-        Td1, Td2 = spec.lambda_b[0] + spec.lambda_W[0] * d1, spec.lambda_b[0] + spec.lambda_W[0] * d2
-    del gram
-    rho = torch.empty_like(K)
+    Td1, Td2 = spec.lambda_b[0] + spec.lambda_W[0] * d1, spec.lambda_b[0] + spec.lambda_W[0] * d2
+    N1, N2 = K.shape
+    buf = [torch.empty(tile, tile, dtype=torch.float64, device=device) for _ in range(4)]
+    tiles = list(_tiles(N1, N2, sym, tile))
     for l in range(1, spec.depth):
         cw, cb, lw, lb = spec.C_W[l], spec.C_b[l], spec.lambda_W[l], spec.lambda_b[l]
         s1, s2 = t(np.sqrt(Kd1)), t(np.sqrt(Kd2))
         inv1 = torch.where(s1 > 0, 1 / s1, torch.zeros_like(s1))
         inv2 = torch.where(s2 > 0, 1 / s2, torch.zeros_like(s2))
-        torch.mul(K, inv1[:, None], out=rho).mul_(inv2[None, :]).clamp_(-1.0, 1.0)
         g1, gp1 = gi.single(act, Kd1, 2), gi.single(act, Kd1, 0, 2)
-        g2, gp2 = (g1, gp1) if x2 is None else (gi.single(act, Kd2, 2), gi.single(act, Kd2, 0, 2))
-        if act.slopes is not None:
-            ap, am = act.slopes
-            d2c = (ap - am) ** 2
-            # ψ = arccos ρ;  ⟨σσ⟩ = a₊a₋K + (a₊−a₋)² √(K_aa K_bb)(sin ψ + (π−ψ)ρ)/2π;  ⟨σ'σ'⟩ = a₊a₋ + (a₊−a₋)²(π−ψ)/2π
-            sinpsi = torch.mul(rho, rho).neg_().add_(1.0).clamp_(min=0.0).sqrt_()
-            pi_psi = torch.arccos(rho).neg_().add_(math.pi)  # π − ψ
-            G = torch.addcmul(sinpsi, pi_psi, rho).mul_(s1[:, None]).mul_(s2[None, :]).mul_(d2c / (2 * math.pi))
-            G.add_(K, alpha=ap * am)
-            del sinpsi
+        g2, gp2 = (g1, gp1) if sym else (gi.single(act, Kd2, 2), gi.single(act, Kd2, 0, 2))
+        mehler = act.slopes is None and act.closed_form != "erf"
+        if mehler:
+            rmax = 0.0
+            for r, c in tiles:
+                rho = buf[0][: r.stop - r.start, : c.stop - c.start]
+                torch.mul(K[r, c], inv1[r, None], out=rho).mul_(inv2[None, c]).abs_()
+                if sym and r.start == c.start:
+                    rho.fill_diagonal_(0.0)
+                rmax = max(rmax, float(rho.max()))
+            rmax = min(rmax, 1.0)
+            M, a1, b1 = _mehler_order(act, Kd1, None if sym else Kd2, rmax, 0, rtol, max_terms, (g1, g2))
+            A1, B1 = t(a1), t(b1)
             if want_ntk:
-                Gp = pi_psi.mul_(d2c / (2 * math.pi)).add_(ap * am)
-        elif act.closed_form == "erf":
-            A1, A2 = t(1 + 2 * Kd1), t(1 + 2 * Kd2)
-            den = torch.outer(A1, A2)
-            G = torch.arcsin((2 * K / den.sqrt()).clamp_(-1, 1)).mul_(2 / math.pi)
+                Mp, a2, b2 = _mehler_order(act, Kd1, None if sym else Kd2, rmax, 1, rtol, max_terms, (gp1, gp2))
+                A2, B2 = t(a2), t(b2)
+        for r, c in tiles:
+            m, n = r.stop - r.start, c.stop - c.start
+            rho, G, Gp, tmp = (b[:m, :n] for b in buf)
+            k = K[r, c]
+            torch.mul(k, inv1[r, None], out=rho).mul_(inv2[None, c]).clamp_(-1.0, 1.0)
+            if act.slopes is not None:
+                # ψ = arccos ρ;  ⟨σσ⟩ = a₊a₋K + (a₊−a₋)² √(K_aa K_bb)(sin ψ + (π−ψ)ρ)/2π;  ⟨σ'σ'⟩ = a₊a₋ + (a₊−a₋)²(π−ψ)/2π
+                ap, am = act.slopes
+                d2c = (ap - am) ** 2 / (2 * math.pi)
+                torch.arccos(rho, out=Gp).neg_().add_(math.pi)                       # π − ψ
+                torch.mul(rho, rho, out=G).neg_().add_(1.0).clamp_(min=0.0).sqrt_()  # sin ψ
+                G.addcmul_(Gp, rho).mul_(s1[r, None]).mul_(s2[None, c]).mul_(d2c).add_(k, alpha=ap * am)
+                Gp.mul_(d2c).add_(ap * am)
+            elif act.closed_form == "erf":
+                A1e, A2e = t(1 + 2 * Kd1[r]), t(1 + 2 * Kd2[c])
+                torch.outer(A1e, A2e, out=tmp)
+                torch.mul(k, 2.0, out=G).div_(tmp.sqrt()).clamp_(-1.0, 1.0).arcsin_().mul_(2 / math.pi)
+                torch.mul(k, k, out=Gp).mul_(-4.0).add_(tmp).clamp_(min=1e-300).rsqrt_().mul_(4 / math.pi)
+            else:  # Mehler series by Horner's rule
+                G.copy_(torch.outer(A1[r, M], B1[c, M]))
+                for j in range(M - 1, -1, -1):
+                    G.mul_(rho).addr_(A1[r, j], B1[c, j])
+                if want_ntk:
+                    Gp.copy_(torch.outer(A2[r, Mp], B2[c, Mp]))
+                    for j in range(Mp - 1, -1, -1):
+                        Gp.mul_(rho).addr_(A2[r, j], B2[c, j])
             if want_ntk:
-                Gp = den.sub_(K.square().mul_(4)).clamp_(min=1e-300).rsqrt_().mul_(4 / math.pi)
-        else:
-            G = _mehler(act, Kd1, None if x2 is None else Kd2, rho, 0, rtol, max_terms, (g1, g2))
+                Th[r, c].mul_(Gp).mul_(cw).add_(G, alpha=lw).add_(lb)
+            k.copy_(G).mul_(cw).add_(cb)
+        if sym:  # exact one-variable values on the diagonal
+            idx = torch.arange(N1, device=K.device)
+            K[idx, idx] = t(cb + cw * g1)
             if want_ntk:
-                Gp = _mehler(act, Kd1, None if x2 is None else Kd2, rho, 1, rtol, max_terms, (gp1, gp2))
-        if x2 is None:  # exact one-variable values on the diagonal
-            idx = torch.arange(K.shape[0], device=K.device)
-            G[idx, idx] = t(g1)
-            if want_ntk:
-                Gp[idx, idx] = t(gp1)
-        if want_ntk:
-            Th.mul_(Gp).mul_(cw).add_(G, alpha=lw).add_(lb)
-            Td1, Td2 = lb + lw * g1 + cw * gp1 * Td1, lb + lw * g2 + cw * gp2 * Td2
-            del Gp
-        K = G.mul_(cw).add_(cb)
+                Th[idx, idx] = t(lb + lw * g1 + cw * gp1 * Td1)
+        Td1, Td2 = lb + lw * g1 + cw * gp1 * Td1, lb + lw * g2 + cw * gp2 * Td2
         Kd1, Kd2 = cb + cw * g1, cb + cw * g2
         if not (np.all(np.isfinite(Kd1)) and np.all(np.isfinite(Kd2))):
             raise ParameterError("C_W", spec.C_W, "values for which the kernel stays finite", f"overflow at layer {l + 1}")
+    if sym:  # mirror the upper triangle
+        for M_ in (K, Th):
+            if M_ is not None:
+                low = torch.tril_indices(N1, N1, -1, device=M_.device)
+                M_[low[0], low[1]] = M_[low[1], low[0]]
     return Kernels(K.cpu().numpy() if "nngp" in get else None, Th.cpu().numpy() if want_ntk else None)
