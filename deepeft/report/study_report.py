@@ -120,6 +120,7 @@ def fig_theory_vs_measured(df: pd.DataFrame, q: str) -> tuple[bytes, str] | None
     colors = _width_colors(d["hw"])
     for ax, fam in zip(axes, fams):
         g = d[d["family"] == fam]
+        th_top, me_top = 0.0, 0.0
         for w, gw in g.groupby("hw"):
             row = gw.sort_values(["depth", "seed"], ascending=[False, True]).iloc[0]
             th, me = scalar_series(row[tcol]), scalar_series(row[mcol])
@@ -129,6 +130,14 @@ def fig_theory_vs_measured(df: pd.DataFrame, q: str) -> tuple[bytes, str] | None
             ax.plot(ell, np.where(np.isfinite(th), th, np.nan), "-", color=colors[w], lw=1.4)
             ax.errorbar(ell[ok], me[ok], yerr=er[ok], fmt="o", ms=3.5, color=colors[w], capsize=2,
                         label=f"n={w} (M={row['ensemble']})")
+            if np.isfinite(th).any():
+                th_top = max(th_top, float(np.nanmax(np.abs(th))))
+            if ok.any():
+                me_top = max(me_top, float(np.max(np.abs(me[ok]) + er[ok])))
+        if th_top > 0 and me_top > 4 * th_top:  # far beyond the 1/n regime: keep the theory readable
+            ax.set_ylim(-0.15 * th_top, 2.5 * th_top)
+            ax.text(0.02, 0.97, "points above the axis: off-scale\n(1/n theory broken there)", transform=ax.transAxes,
+                    fontsize=7, va="top", color="0.35")
         ax.set_title(fam, fontsize=9)
         ax.set_xlabel(r"layer $\ell$")
         ax.set_ylabel(OBS_LABELS.get(q, q))
