@@ -85,6 +85,9 @@ class ParamLayout:
     numels: list[int]
     frozen: dict[str, torch.Tensor]  # frozen params + buffers, shared by all chains
 
+    def __post_init__(self):
+        self.index = {n: i for i, n in enumerate(self.names)}
+
     @property
     def P(self) -> int:
         return int(sum(self.numels))
@@ -227,6 +230,33 @@ def default_nbeta(n: int) -> float:
     return n / math.log(n)
 
 
+_ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.GELU, nn.SiLU, nn.Identity, nn.LeakyReLU, nn.ELU, nn.Softplus,
+                nn.Mish, nn.Hardtanh, nn.ReLU6, nn.Tanhshrink, nn.Softsign)
+
+
+def _sequential_plan(model: nn.Module):
+    """For an ``nn.Sequential`` of Linear layers and elementwise activations (exact types, no hooks),
+    the list of (kind, module, weight name, bias name) the chains-batched forward walks; else None."""
+    from torch.nn.modules import module as _mm
+
+    if type(model) is not nn.Sequential or model._forward_hooks or model._forward_pre_hooks:
+        return None
+    if any(getattr(_mm, h, None) for h in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                            "_global_forward_hooks_with_kwargs")):
+        return None
+    plan = []
+    for name, m in model.named_children():
+        if m._forward_hooks or m._forward_pre_hooks or list(m.buffers()):
+            return None
+        if type(m) is nn.Linear:
+            plan.append(("linear", m, f"{name}.weight", None if m.bias is None else f"{name}.bias"))
+        elif type(m) in _ELEMENTWISE:
+            plan.append(("act", m, None, None))
+        else:
+            return None
+    return plan if any(k == "linear" for k, *_ in plan) else None
+
+
 class _Engine:
     """Holds the vmapped loss for a model/data/loss and evaluates it on flat chain tensors."""
 
@@ -241,6 +271,8 @@ class _Engine:
 
         self.single = single
         self._vm = {}
+        self._vm_loss = {}
+        self.fast = _sequential_plan(model)
 
     def batched(self, xdim):
         key = xdim
@@ -249,14 +281,62 @@ class _Engine:
             self._vm[key] = vmap(s, in_dims=(0, xdim, xdim))
         return self._vm[key]
 
+    def _fast_losses(self, pdict, x, y, xdim):
+        """Chains-batched forward of a plain ``nn.Sequential`` (Linear + elementwise activations).
+
+        Same function as the vmapped ``functional_call`` (tests compare the two), without the
+        per-op batching-rule dispatch: every Linear is one batched matmul (chains, batch, in) @
+        (chains, in, out) on views of the flat parameter tensor; only the user loss is vmapped.
+        """
+        frozen = self.layout.frozen
+        h = x
+        for kind, mod, wname, bname in self.fast:
+            if kind == "act":
+                h = mod(h)
+                continue
+            W = pdict[wname] if wname in pdict else frozen[wname]
+            if bname is None:
+                h = torch.matmul(h, W.transpose(-1, -2))
+            else:
+                b = pdict[bname] if bname in pdict else frozen[bname]
+                if h.dim() == 3 and W.dim() == 3 and b.dim() == 2:
+                    h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(-1, -2))
+                else:
+                    h = torch.matmul(h, W.transpose(-1, -2)) + b.unsqueeze(-2)
+        ydim = None if (xdim is None or y is None) else 0
+        if ydim not in self._vm_loss:
+            self._vm_loss[ydim] = vmap(self.loss_fn, in_dims=(0, ydim))
+        return self._vm_loss[ydim](h, y)
+
+    def _fast_ok(self, flat, x, xdim):
+        return (self.fast is not None and flat.dim() == 2
+                and ((xdim == 0 and x.dim() == 3) or (xdim is None and x.dim() == 2)))
+
+    def _losses_dict(self, pdict, flat, x, y, xdim):
+        if self._fast_ok(flat, x, xdim):
+            return self._fast_losses(pdict, x, y, xdim)
+        return self.batched(xdim)(pdict, x, y)
+
     def losses(self, flat, x, y, xdim):
-        return self.batched(xdim)(self.layout.views(flat), x, y)
+        return self._losses_dict(self.layout.views(flat), flat, x, y, xdim)
 
     def loss_and_grad(self, flat, x, y, xdim):
-        f = flat.detach().requires_grad_(True)
+        """Per-chain losses and the (chains, P) gradient.
+
+        The parameters enter as leaf tensors that are views of (a detached alias of) ``flat`` —
+        no copy — and the gradient is differentiated with respect to those leaves and concatenated
+        once, instead of through a slice of a flat leaf (whose backward would materialise a zero
+        (chains, P) tensor per parameter).
+        """
+        f = flat.detach()
+        views = self.layout.views(f)
+        leaves = {k: v.detach().requires_grad_(True) for k, v in views.items()}
         with torch.enable_grad():
-            L = self.losses(f, x, y, xdim)
-            (g,) = torch.autograd.grad(L.sum(), f)
+            L = self._losses_dict(leaves, f, x, y, xdim)
+            grads = torch.autograd.grad(L.sum(), list(leaves.values()), allow_unused=True)
+        lead = flat.shape[:-1]
+        g = torch.cat([(torch.zeros_like(v) if gi is None else gi).reshape(*lead, -1)
+                       for gi, v in zip(grads, leaves.values())], dim=-1)
         return L.detach(), g
 
     def full_loss(self, flat, data, chunk, grad=False):
@@ -286,8 +366,10 @@ def _check_scalar_loss(engine: _Engine, flat0: torch.Tensor, x, y):
         raise ParameterError("loss at the initial weights", float(out), "a finite value (check the data, the model and loss_fn)")
 
 
-def top_hessian_eigenvalue(engine: _Engine, flat0: torch.Tensor, x, y, iters: int = 30, seed: int = 0) -> float:
-    """|largest| Hessian eigenvalue of the loss at ``flat0`` (power iteration with Hessian-vector products)."""
+def top_hessian_eigenvalue(engine: _Engine, flat0: torch.Tensor, x, y, iters: int = 30, seed: int = 0,
+                           rtol: float = 1e-4) -> float:
+    """|largest| Hessian eigenvalue of the loss at ``flat0`` (power iteration with Hessian-vector products,
+    stopped when the Rayleigh quotient changes by less than ``rtol`` relatively, or after ``iters``)."""
     w = flat0.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         L = engine.single(engine.layout.views(w), x, y)
@@ -307,7 +389,7 @@ def top_hessian_eigenvalue(engine: _Engine, flat0: torch.Tensor, x, y, iters: in
             if not torch.isfinite(nrm) or float(nrm) == 0.0:
                 return abs(lam_new) if math.isfinite(lam_new) else float("inf")
             v = hv / nrm
-            if abs(lam_new - lam) <= 1e-4 * abs(lam_new):
+            if abs(lam_new - lam) <= rtol * abs(lam_new):
                 lam = lam_new
                 break
             lam = lam_new
@@ -571,6 +653,9 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     V = None
     sqrt_lr = lr_t.sqrt()
     half_lr = 0.5 * lr_t
+    coef_g = -(half_lr * nb_t)                     # (C, 1)
+    coef_w = 1.0 - half_lr * gamma                 # (C, 1)
+    c_term = (half_lr * gamma) * c                 # (C, P), constant over steps
 
     pbar = None
     if progress:
@@ -645,11 +730,13 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                 else:
                     new = flat - half_lr * drift + sqrt_lr * noise
             else:
-                # fused: w − (ε/2)(nβ g + γ(w − c)) + √ε ξ
-                new = torch.addcmul(flat, g, half_lr * nb_t, value=-1.0)
+                # fused, in place on the noise buffer (no temporaries):
+                # w − (ε/2)(nβ g + γ(w − c)) + √ε ξ = (1 − εγ/2) w + (εγ/2) c − (εnβ/2) g + √ε ξ
+                new = noise.mul_(sqrt_lr).addcmul_(g, coef_g)
                 if gamma > 0:
-                    new.addcmul_(flat - c, half_lr, value=-gamma)
-                new.addcmul_(noise, sqrt_lr)
+                    new.addcmul_(flat, coef_w).add_(c_term)
+                else:
+                    new.add_(flat)
             if sampler == "mala" or (mala_every and s % mala_every == 0):
                 # Metropolis-Hastings log ratio of the Langevin proposal
                 if sampler == "mala":
