@@ -101,6 +101,20 @@ def _width_colors(widths):
 
 
 # -- figures ---------------------------------------------------------------------------------------
+def _clip_offscale(ax, th_top: float, me_top: float, limits: tuple[float, float] | None = None) -> None:
+    """Measurements far beyond the 1/n regime would squash the theory curve: clip the axis (to
+    ``limits``, default −0.15…2.5 × the theory's largest value) and say so on the panel."""
+    if limits is None:
+        if not (th_top > 0 and me_top > 4 * th_top):
+            return
+        limits = (-0.15 * th_top, 2.5 * th_top)
+    elif me_top <= limits[1]:
+        return
+    ax.set_ylim(*limits)
+    ax.text(0.02, 0.97, "points beyond the axis: off-scale\n(1/n theory broken there)", transform=ax.transAxes,
+            fontsize=7, va="top", color="0.35")
+
+
 def fig_theory_vs_measured(df: pd.DataFrame, q: str) -> tuple[bytes, str] | None:
     """Per family (activation × init × parameterisation × residual): theory line and measured
     points with 1σ error bars vs layer, one colour per width (deepest network, first seed)."""
@@ -134,10 +148,7 @@ def fig_theory_vs_measured(df: pd.DataFrame, q: str) -> tuple[bytes, str] | None
                 th_top = max(th_top, float(np.nanmax(np.abs(th))))
             if ok.any():
                 me_top = max(me_top, float(np.max(np.abs(me[ok]) + er[ok])))
-        if th_top > 0 and me_top > 4 * th_top:  # far beyond the 1/n regime: keep the theory readable
-            ax.set_ylim(-0.15 * th_top, 2.5 * th_top)
-            ax.text(0.02, 0.97, "points above the axis: off-scale\n(1/n theory broken there)", transform=ax.transAxes,
-                    fontsize=7, va="top", color="0.35")
+        _clip_offscale(ax, th_top, me_top)
         ax.set_title(fam, fontsize=9)
         ax.set_xlabel(r"layer $\ell$")
         ax.set_ylabel(OBS_LABELS.get(q, q))
@@ -171,6 +182,7 @@ def fig_vertex_collapse(df: pd.DataFrame) -> tuple[bytes, str] | None:
     for j, fam in enumerate(fams):
         ax, axr = axes[0, j], axes[1, j]
         g = d[d["family"] == fam]
+        th_top, me_top, rel_top = 0.0, 0.0, 0.0
         for w, gw in g.groupby("hw"):
             xs, ys, es, ts = [], [], [], []
             for _, row in gw.iterrows():
@@ -184,13 +196,21 @@ def fig_vertex_collapse(df: pd.DataFrame) -> tuple[bytes, str] | None:
             ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(e)
             ax.errorbar(x[ok], y[ok], yerr=e[ok], fmt="o", ms=3, color=colors[w], capsize=1.5, alpha=0.85,
                         label=f"n={w}")
+            if ok.any():
+                me_top = max(me_top, float(np.max(np.abs(y[ok]) + e[ok])))
+            if np.isfinite(t).any():
+                th_top = max(th_top, float(np.nanmax(np.abs(t))))
             okt = np.isfinite(t) & np.isfinite(x)
             order = np.argsort(x[okt])
             ax.plot(x[okt][order], t[okt][order], "-", color=colors[w], lw=1.2, alpha=0.9)
             rel_ok = ok & okt & (np.abs(t) > 1e-12)
             if rel_ok.any():
-                axr.errorbar(x[rel_ok], (y[rel_ok] - t[rel_ok]) / t[rel_ok], yerr=e[rel_ok] / np.abs(t[rel_ok]),
-                             fmt="o", ms=3, color=colors[w], capsize=1.5, alpha=0.85)
+                rel = (y[rel_ok] - t[rel_ok]) / t[rel_ok]
+                rel_e = e[rel_ok] / np.abs(t[rel_ok])
+                axr.errorbar(x[rel_ok], rel, yerr=rel_e, fmt="o", ms=3, color=colors[w], capsize=1.5, alpha=0.85)
+                rel_top = max(rel_top, float(np.max(np.abs(rel) + rel_e)))
+        _clip_offscale(ax, th_top, me_top)
+        _clip_offscale(axr, 1.0, rel_top, limits=(-1.0, 2.0))
         axr.axhline(0.0, color="k", lw=0.8)
         ax.set_title(fam, fontsize=9)
         ax.set_ylabel(r"$V/(nK^2)$")
