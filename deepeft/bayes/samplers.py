@@ -684,6 +684,7 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     step_loss_dev = torch.empty((total, C), dtype=dtype, device=dev)
     all_alive = bool(alive.all())
     radius_every = 10
+    d2_cur = None
     for s in range(total):
         if sampler == "sgld":
             xb, yb, xdim = src.next_batch()
@@ -709,7 +710,10 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                 with torch.no_grad():
                     L2 = engine.losses(flat, xb2, yb2, xdim2)
                 pair_trace[:, j] = torch.where(alive, L2, torch.nan).cpu()
-            dist_trace[:, j] = torch.where(alive, ((flat - c) ** 2).sum(1), torch.nan).cpu()
+            if d2_cur is None:
+                dfc = flat - c
+                d2_cur = torch.linalg.vecdot(dfc, dfc)
+            dist_trace[:, j] = torch.where(alive, d2_cur, torch.nan).cpu()
             if observable is not None:
                 o = eval_obs(flat)
                 o = torch.where(alive[:, None], o, torch.nan)
@@ -766,8 +770,10 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                     new = torch.where(accept[:, None], new, flat)
                     Lcur = torch.where(accept, Lnew, Lcur)
                     gcur = torch.where(accept[:, None], gnew, gcur)
+            d2_cur = None  # ‖w − c‖² of the next state, computed at most once per step (runaway check + distance trace)
             if s % radius_every == 0 or (s + 1) in draw_of_step:
-                d2 = ((new - c) ** 2).sum(1)
+                dfc = new - c
+                d2 = d2_cur = torch.linalg.vecdot(dfc, dfc)
                 runaway = ~torch.isfinite(d2) | (d2 > radius2)
                 if bool((runaway & alive).any()):
                     stop(runaway, s + 1, f"‖w − center‖² exceeded {radius2:.3g} (runaway: lr too large for the curvature "

@@ -63,9 +63,12 @@ def test_dln_rank2_point_deep():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="known limitation: plain SGLD does not mix out of the degree-10 flat point w* = 0 of [10]*6 "
-                          "(measured λ̂ ≈ 2 vs 30, R̂ 1.85); see bench/bayes/RESULTS.md", strict=False)
+@pytest.mark.xfail(reason="open: with a step size calibrated for this geometry the chains mix (MALA, R̂ ≈ 1.03, same λ̂ "
+                          "at ε = 3e-5 and 1e-4) but λ̂ ≈ 25.3 ± 0.2 vs Aoyagi λ = 30 (−16 %), and MALA gives −13..−16 % "
+                          "at t = 10⁴ and 10⁵ too; see bench/bayes/RESULTS.md", strict=False)
 def test_dln_origin_10x6():
-    # [10]*6 at w* = 0: λ = 30, m = 1 — the hardest case (degree-10 flat point; see docs/bayes.md)
-    res, lam = run([10] * 6, 0, 1000.0, 0.002, draws=5000, burnin=50000)
+    # [10]*6 at w* = 0: λ = 30, m = 1 — the hardest case (degree-10 flat point; see docs/bayes.md).
+    # The curvature vanishes at w* = 0 and stays small on the typical set (entries ~ 0.2), so ε = 2e-6
+    # (c = 0.002) left the chains at the origin (λ̂ ≈ 2); ε = 3e-5 with MALA (exact at any ε) mixes.
+    res, lam = run([10] * 6, 0, 1000.0, 0.03, draws=2000, burnin=5000, sampler="mala")
     check(res, lam)
