@@ -8,7 +8,8 @@ prescriptions, aspect ratio, phase boundary), ``deep_linear`` (exact finite-widt
 from .criticality import (CriticalPoint, chi_parallel, chi_perp, critical_spec, criticality,  # noqa: F401
                           effective_aspect_ratio,
                           equivalence_learning_rates, fixed_point, k0_coefficients, large_depth_asymptotics,
-                          optimal_aspect_ratio, phase_boundary, residual_nu, scale_invariant_nu)
+                          optimal_aspect_ratio, phase_boundary, phase_boundary_curve, residual_nu,
+                          scale_invariant_nu)
 from .deep_linear import exact_four_point, exact_moment  # noqa: F401
 from .ntk import ntk_fluctuations  # noqa: F401
 from .large_n import Kernels, infinite_kernels  # noqa: F401

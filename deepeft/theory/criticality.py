@@ -297,3 +297,30 @@ def phase_boundary(activation, C_b_values, C_W_range=(0.05, 20.0)) -> np.ndarray
         except ValueError:
             out.append(float("nan"))
     return np.array(out)
+
+
+def phase_boundary_curve(activation, C_b_max: float, n: int = 400) -> tuple[np.ndarray, np.ndarray] | None:
+    """The χ_⊥ = 1 curve in the (C_b, C_W) plane, traced parametrically by the fixed point K*:
+    χ_⊥(K*) = C_W⟨σ'²⟩_{K*} = 1 and K* = C_b + C_W⟨σ²⟩_{K*} give C_W = 1/⟨σ'²⟩_{K*},
+    C_b = K* − C_W⟨σ²⟩_{K*}.  Only stable fixed points (χ_∥(K*) ≤ 1) with 0 ≤ C_b ≤ C_b_max are kept.
+    Scale-invariant σ: ⟨σ'²⟩ = A₂ for every K, so the curve is C_W = 1/A₂ for all C_b.  The K* → 0
+    end of a K* = 0-class activation is (0, 1/σ₁²).  Returns (C_b, C_W) arrays, or None."""
+    act = get_activation(activation)
+    cp = criticality(act)
+    if cp.universality_class == "scale-invariant":
+        cb = np.linspace(0.0, C_b_max, 2)
+        return cb, np.full_like(cb, 1.0 / cp.constants["A2"]) if "A2" in cp.constants else np.full_like(cb, cp.C_W)
+    K = np.geomspace(1e-4, 1e3, n)
+    g, dg, gp = (np.asarray(v, dtype=np.float64) for v in kernel_moments(act, K))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cw = 1.0 / gp
+        cb = K - cw * g
+        chi_par = cw * dg
+    ok = np.isfinite(cw) & np.isfinite(cb) & (cb >= -1e-12) & (cb <= C_b_max) & (chi_par <= 1.0 + 1e-9)
+    if cp.universality_class == "K*=0" and cp.C_W is not None:
+        cb, cw, ok = np.r_[0.0, cb], np.r_[cp.C_W, cw], np.r_[True, ok]
+    if ok.sum() < 2:
+        return None
+    cb, cw = np.maximum(cb[ok], 0.0), cw[ok]
+    order = np.argsort(cb, kind="stable")
+    return cb[order], cw[order]

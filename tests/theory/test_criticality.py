@@ -160,3 +160,13 @@ def test_phase_boundary():
     pb = phase_boundary("tanh", [0.0, 0.1])
     assert pb[0] == pytest.approx(1.0, rel=1e-6)
     assert pb[1] > 1.0
+
+
+def test_phase_boundary_curve_matches_pointwise_solver():
+    from deepeft.theory import phase_boundary_curve
+    cb, cw = phase_boundary_curve("tanh", 0.3)
+    assert cb[0] == 0.0 and cw[0] == pytest.approx(1.0)
+    for c in (0.05, 0.2):
+        assert np.interp(c, cb, cw) == pytest.approx(phase_boundary("tanh", [c])[0], rel=1e-3)
+    cb, cw = phase_boundary_curve("relu", 0.5)
+    np.testing.assert_allclose(cw, 2.0)
