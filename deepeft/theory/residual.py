@@ -27,6 +27,7 @@ Cost O(L³) plus O(L²) two-variable Gaussian integrals per input.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..core import gaussian as gi
 from ..core.spec import MLPSpec
@@ -77,7 +78,7 @@ def residual_single_input(spec: MLPSpec, k1: float) -> dict[str, np.ndarray]:
 
     C0 = gi.gauss2(sq, sq, Kp, Tpq, Kq, nodes=12) - mean_s2[P] * mean_s2[Q]
     Bz = gi.gauss2(sq, lambda z: z**2, Kp, Tpq, Kq, nodes=12) - mean_s2[P] * K[Q]
-    mean_d2 = gi.gauss2(lambda z: torch_ones(z), d2sq, Kp, Tpq, Kq, nodes=12)
+    mean_d2 = gi.gauss2(torch.ones_like, d2sq, Kp, Tpq, Kq, nodes=12)
     Cd2 = gi.gauss2(sq, d2sq, Kp, Tpq, Kq, nodes=12) - mean_s2[P] * mean_d2
     pad = lambda M: np.pad(M, ((1, 0), (1, 0)))  # noqa: E731  (1-based layer indices)
     C0, Bz, Cd2 = pad(C0), pad(Bz), pad(Cd2)
@@ -100,8 +101,3 @@ def residual_single_input(spec: MLPSpec, k1: float) -> dict[str, np.ndarray]:
         if m < L:
             nc[m] = h[m] * K1[m] + 0.5 * h2[m] * Vsh[m] + 0.5 * np.sum(b[1:m] * cw[1:m] * Cd2[1:m, m])
     return {"K": K[1:], "V": V[1:], "K1": K1[1:]}
-
-
-def torch_ones(z):
-    import torch
-    return torch.ones_like(z)
