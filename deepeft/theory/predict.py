@@ -24,7 +24,13 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
     if not isinstance(spec, MLPSpec):
         from ..core.errors import ParameterError
         raise ParameterError("spec", type(spec).__name__, "an MLPSpec")
-    x = validate_inputs(inputs, spec)
+    x_all = validate_inputs(inputs, spec)
+    # identical inputs give identical rows and columns: compute on the distinct ones and expand
+    # (the two-point derivative integrals of kinked σ are singular at exactly coincident inputs)
+    x, inverse = np.unique(x_all, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if x.shape[0] == x_all.shape[0]:
+        x, inverse = x_all, np.arange(x_all.shape[0])
     rec = propagate(spec, x, order=order, vertex=vertex)
     N = x.shape[0]
     idx = np.arange(N)
@@ -56,7 +62,22 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
             values["ntk_mean"][:, idx, idx] = fl["ntk_mean"]
     else:
         values["kernel"] = rec.K
-    return Observables(spec=spec, inputs=x, source="theory", values=values, meta=meta)
+    if x.shape[0] != x_all.shape[0]:
+        values = {k: _expand(v, inverse, x.shape[0]) for k, v in values.items()}
+    for k, v in values.items():
+        if not np.all(np.isfinite(v)):
+            from ..core.errors import DeepEFTError
+            raise DeepEFTError(f"the prediction of {k!r} is not finite for these inputs and initialisation "
+                               f"(C_W={spec.C_W}, C_b={spec.C_b}); the recursion left its domain of validity")
+    return Observables(spec=spec, inputs=x_all, source="theory", values=values, meta=meta)
+
+
+def _expand(v: np.ndarray, inverse: np.ndarray, n_unique: int) -> np.ndarray:
+    """Re-index every input axis (axes ≥ 1 of length n_unique) from distinct inputs to all inputs."""
+    for ax in range(1, v.ndim):
+        if v.shape[ax] == n_unique:
+            v = np.take(v, inverse, axis=ax)
+    return v
 
 
 def output_density(obs: Observables, z, layer: int | None = None, alpha: int = 0) -> np.ndarray:

@@ -68,6 +68,22 @@ def _K1_fourth_term(V: np.ndarray, li: LayerIntegrals) -> np.ndarray:
     return T
 
 
+def check_separated(spec: MLPSpec, x: np.ndarray) -> None:
+    """Distinct but nearly parallel inputs make the 1/n integrals of kinked σ ill-conditioned."""
+    if spec.activation.slopes is None or x.shape[0] < 2 or spec.activation.slopes[0] == spec.activation.slopes[1]:
+        return
+    K = spec.C_b[0] + spec.C_W[0] * x @ x.T / spec.input_dim
+    d = np.sqrt(np.diag(K))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = K / np.outer(d, d)
+    np.fill_diagonal(rho, 0.0)
+    bad = np.argwhere(np.abs(rho) > 1 - 1e-10)
+    if len(bad):
+        a, b = bad[0]
+        raise ParameterError("inputs", f"rows {a} and {b} (layer-1 correlation {rho[a, b]:.12f})",
+                             "inputs that are identical or clearly distinct (|ρ| < 1 − 1e-10) for a kinked activation")
+
+
 def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str = "auto") -> RecursionResult:
     """Run the recursions through all L layers.
 
@@ -86,6 +102,8 @@ def propagate(spec: MLPSpec, x: np.ndarray, *, order: str = "1/n", vertex: str =
                                  "vertex of residual networks is not implemented; see deepeft.theory.residual)")
         vertex = "diagonal"
     full = order == "1/n" and (vertex == "full" or (vertex == "auto" and N <= 8))
+    if full:
+        check_separated(spec, x)
     L = spec.depth
     act = spec.activation
     K, Th = first_layer_kernel(spec, x)

@@ -116,3 +116,18 @@ def test_cli_json_outputs(capsys):
     assert np.array(d["values"]["V"]).shape == (5, 2, 2, 2, 2)
     assert main(["theory", "aspect-ratio", "-a", "relu", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["optimal_aspect_ratio"] == pytest.approx(4 / 115)
+
+
+def test_duplicate_inputs_are_handled_and_near_duplicates_rejected():
+    from deepeft.theory import critical_spec
+    spec = critical_spec("relu", 4, 32, 2)
+    x = np.array([[1.0, 0.5], [1.0, 0.5], [0.3, -1.0]])
+    o = predict(spec, x)
+    ref = predict(spec, x[[0, 2]])
+    for k in ("kernel", "V", "K1", "Theta"):
+        assert np.all(np.isfinite(o[k]))
+    np.testing.assert_allclose(o["kernel"][:, 1, 2], ref["kernel"][:, 0, 1], rtol=1e-12)
+    np.testing.assert_allclose(o["V"][:, 0, 1, 0, 2], ref["V"][:, 0, 0, 0, 1], rtol=1e-12)
+    np.testing.assert_allclose(o["kernel"][:, 0, 1], o["kernel"][:, 0, 0], rtol=1e-12)
+    with pytest.raises(ParameterError, match="clearly distinct"):
+        predict(spec, np.array([[1.0, 0.5], [1.0, 0.5 + 1e-9]]))
