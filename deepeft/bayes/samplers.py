@@ -212,15 +212,20 @@ class SampleResult:
 
 
 # --------------------------------------------------------------------------------- validation
-def _check_lr(lr: Any, C: int) -> list[float]:
-    if isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
-        vals = [float(v) for v in (lr.tolist() if hasattr(lr, "tolist") else lr)]
+def _per_chain_positive(name: str, value: Any, C: int) -> list[float]:
+    """A positive number, or one positive number per chain, as a list of length C."""
+    if isinstance(value, (list, tuple, np.ndarray, torch.Tensor)):
+        vals = [float(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
         if len(vals) != C:
-            raise ParameterError("lr", lr, f"a positive number or a sequence of num_chains={C} positive numbers")
+            raise ParameterError(name, value, f"a positive number or a sequence of num_chains={C} positive numbers")
         for v in vals:
-            check_positive("lr", v)
+            check_positive(name, v)
         return vals
-    return [check_positive("lr", lr)] * C
+    return [check_positive(name, value)] * C
+
+
+def _check_lr(lr: Any, C: int) -> list[float]:
+    return _per_chain_positive("lr", lr, C)
 
 
 def default_nbeta(n: int) -> float:
@@ -514,14 +519,8 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     n = src.n
     if nbeta is None:
         nb_list = [default_nbeta(n)] * C
-    elif isinstance(nbeta, (list, tuple, np.ndarray, torch.Tensor)):
-        nb_list = [float(v) for v in (nbeta.tolist() if hasattr(nbeta, "tolist") else nbeta)]
-        if len(nb_list) != C:
-            raise ParameterError("nbeta", nbeta, f"a positive number or a sequence of num_chains={C} positive numbers")
-        for v in nb_list:
-            check_positive("nbeta", v)
     else:
-        nb_list = [check_positive("nbeta", nbeta)] * C
+        nb_list = _per_chain_positive("nbeta", nbeta, C)
     nb_uniform = all(v == nb_list[0] for v in nb_list)
     nb = nb_list[0] if nb_uniform else None
     params_now = dict(model.named_parameters())
