@@ -42,7 +42,7 @@ def main():
             key = ("neural-tangents", r["dtype"])
             best[key] = min(best.get(key, 1e9), r["seconds_per_sample"])
         for r in run([sys.executable, str(HERE / "bench_deepeft_mc_kernel.py"), "--ensemble", str(a.n_samples),
-                      "--repeats", "1", *common], env):
+                      "--repeats", "2", *common], env):
             key = (f"deepeft/{r['method']}", r["dtype"])
             best[key] = min(best.get(key, 1e9), r["seconds_per_sample"])
     nt = best[("neural-tangents", "float32")]

@@ -84,20 +84,26 @@ class BatchAccumulator:
         return {n: self.sums[(n, layer)].cpu().numpy() for n in names if (n, layer) in self.sums}
 
 
-def jackknife(fn: Callable[[dict[str, np.ndarray], float], dict[str, np.ndarray]],
+def jackknife(fn: Callable[[dict[str, np.ndarray], np.ndarray], dict[str, np.ndarray]],
               batch_sums: dict[str, np.ndarray], counts: np.ndarray) -> tuple[dict, dict]:
-    """Apply ``fn(sums, count)`` to the totals and to every leave-one-batch-out replica.
-    Returns (estimates, standard errors); SE = sqrt((J-1)/J Σ_j (θ_j − θ̄)²)."""
-    tot = {k: v.sum(0) for k, v in batch_sums.items()}
-    Mtot = float(counts.sum())
-    est = fn(tot, Mtot)
+    """Apply ``fn(sums, counts)`` to the totals and to every leave-one-batch-out replica in one
+    vectorised call: ``sums`` arrive with a leading replica axis (index 0 = all batches) and
+    ``counts`` is the matching 1-d array of network counts.  Returns (estimates, standard errors);
+    SE = sqrt((J-1)/J Σ_j (θ_j − θ̄)²)."""
+    counts = np.asarray(counts, dtype=float)
     J = len(counts)
+    tot = {k: v.sum(0) for k, v in batch_sums.items()}
     if J < 2:
-        return est, {k: np.full_like(np.asarray(v, dtype=float), np.nan) for k, v in est.items()}
-    reps = [fn({k: tot[k] - v[j] for k, v in batch_sums.items()}, Mtot - counts[j]) for j in range(J)]
-    se = {}
-    for k in est:
-        r = np.stack([np.asarray(rep[k], dtype=float) for rep in reps])
+        out = fn({k: v[None] for k, v in tot.items()}, np.array([counts.sum()]))
+        return ({k: v[0] for k, v in out.items()},
+                {k: np.full_like(np.asarray(v[0], dtype=float), np.nan) for k, v in out.items()})
+    reps = {k: np.concatenate([tot[k][None], tot[k][None] - v]) for k, v in batch_sums.items()}
+    out = fn(reps, np.concatenate([[counts.sum()], counts.sum() - counts]))
+    est, se = {}, {}
+    for k, v in out.items():
+        v = np.asarray(v, dtype=float)
+        est[k] = v[0]
+        r = v[1:]
         with np.errstate(invalid="ignore"):
             se[k] = np.sqrt((J - 1) / J * ((r - r.mean(0)) ** 2).sum(0))
     return est, se
@@ -164,48 +170,68 @@ def ntk_statistics(H: torch.Tensor) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------------------------
 # sums → estimates (one function for the full ensemble and for jackknife replicas)
 # ----------------------------------------------------------------------------------------------
-def _ustat_outer(sum_a: np.ndarray, sum_aa: np.ndarray, M: float) -> np.ndarray:
-    """Unbiased estimate of E[a]⊗E[a] from Σ_m a_m and Σ_m a_m⊗a_m (pairs of distinct networks)."""
-    return (np.multiply.outer(sum_a, sum_a) - sum_aa) / (M * (M - 1))
+def _per(M: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Replica counts M (R,) shaped to broadcast against x (R, ...)."""
+    return M.reshape(-1, *([1] * (np.ndim(x) - 1)))
 
 
-def kernel_estimates(S: dict[str, np.ndarray], M: float, n_prev: int, full_V: bool) -> dict[str, np.ndarray]:
+def _bouter(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched outer product over the last axis: (R, K), (R, K) → (R, K, K)."""
+    return a[..., :, None] * b[..., None, :]
+
+
+def _diag(x: np.ndarray) -> np.ndarray:
+    return np.diagonal(x, axis1=-2, axis2=-1)
+
+
+def kernel_estimates(S: dict[str, np.ndarray], M: np.ndarray, n_prev: int, full_V: bool,
+                     want: frozenset[str] = frozenset({"kernel", "V_pairs", "V_norm", "kurtosis", "V"})
+                     ) -> dict[str, np.ndarray]:
+    """Kernel and vertex estimates from batched sums S[name] (R, ...) of R replicas with network
+    counts M (R,) (see :func:`jackknife`); ``want`` limits which are computed."""
+    if not want & {"V_pairs", "V_norm", "kurtosis", "V"}:
+        return {"kernel": S["k"] / _per(M, S["k"])}
     if "m4" not in S:  # plain layer (conditional statistics): see kernel_statistics
-        S = dict(S, Td=S["kkd"], m4=3.0 * np.diagonal(S["kkd"], axis1=-2, axis2=-1).copy())
+        S = dict(S, Td=S["kkd"], m4=3.0 * _diag(S["kkd"]))
         if "kk" in S:
             S["T"] = S["kk"]
-    k = S["k"] / M
-    N = k.shape[0]
-    dsum = np.diagonal(S["k"])
+    R, N = S["k"].shape[:2]
+    k = S["k"] / _per(M, S["k"])
+    dsum = _diag(S["k"])
     est = {"kernel": k}
-    kd = np.diagonal(k)
+    kd = _diag(k)
+    M2 = _per(M, S["kkd"])
     if "Td" in S:
-        conn_pairs = S["Td"] / M - (np.multiply.outer(dsum, dsum) - S["kkd"]) / (M * (M - 1))
+        conn_pairs = S["Td"] / M2 - (_bouter(dsum, dsum) - S["kkd"]) / (M2 * (M2 - 1))
         est["V_pairs"] = n_prev * conn_pairs
         with np.errstate(divide="ignore", invalid="ignore"):
-            est["V_norm"] = np.diagonal(conn_pairs) / kd**2
+            est["V_norm"] = _diag(conn_pairs) / kd**2
     else:
-        est["V_pairs"] = np.full((N, N), np.nan)
-        est["V_norm"] = np.full(N, np.nan)
+        est["V_pairs"] = np.full((R, N, N), np.nan)
+        est["V_norm"] = np.full((R, N), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        est["kurtosis"] = (S["m4"] / M) / kd**2 - 3.0
+        est["kurtosis"] = (S["m4"] / _per(M, S["m4"])) / kd**2 - 3.0
     if full_V:
         if "T" in S:
-            kf = S["k"].reshape(N * N)
-            conn = S["T"] / M - _ustat_outer(kf, S["kk"], M)
-            est["V"] = n_prev * conn.reshape(N, N, N, N)
+            kf = S["k"].reshape(R, N * N)
+            M4 = _per(M, S["T"])
+            # unbiased E[k]⊗E[k] from pairs of distinct networks
+            conn = S["T"] / M4 - (_bouter(kf, kf) - S["kk"]) / (M4 * (M4 - 1))
+            est["V"] = n_prev * conn.reshape(R, N, N, N, N)
         else:
-            est["V"] = np.full((N, N, N, N), np.nan)
+            est["V"] = np.full((R, N, N, N, N), np.nan)
     return est
 
 
-def ntk_estimates(S: dict[str, np.ndarray], M: float, n_prev: int) -> dict[str, np.ndarray]:
-    theta = S["h"] / M
-    mean_sq = (S["h"] ** 2 - S["hh"]) / (M * (M - 1))  # unbiased E[Ĥ_ii]² (elementwise)
-    est = {"Theta": theta, "Theta_var": S["hsq"] / M - mean_sq}
+def ntk_estimates(S: dict[str, np.ndarray], M: np.ndarray, n_prev: int) -> dict[str, np.ndarray]:
+    """NTK mean, variance and A/B estimates from batched sums (as :func:`kernel_estimates`)."""
+    Mh = _per(M, S["h"])
+    theta = S["h"] / Mh
+    mean_sq = (S["h"] ** 2 - S["hh"]) / (Mh * (Mh - 1))  # unbiased E[Ĥ_ii]² (elementwise)
+    est = {"Theta": theta, "Theta_var": S["hsq"] / Mh - mean_sq}
     if "hx" in S:
-        est["NTK_A"] = n_prev * (S["hx"] / M - mean_sq)
-        est["NTK_B"] = n_prev * S["hoff"] / M
+        est["NTK_A"] = n_prev * (S["hx"] / Mh - mean_sq)
+        est["NTK_B"] = n_prev * S["hoff"] / Mh
     else:
         est["NTK_A"] = np.full_like(theta, np.nan)
         est["NTK_B"] = np.full_like(theta, np.nan)

@@ -134,12 +134,13 @@ def measure(spec: MLPSpec, inputs, ensemble: int = 1000, seed: int = 0, device="
         bar.close()
 
     counts = acc.counts.numpy()
+    want = frozenset(q & {"kernel", "V", "V_pairs", "V_norm", "kurtosis"}) | {"kernel"}
     per_layer_v: dict[str, list] = {}
     per_layer_e: dict[str, list] = {}
     for l in range(1, L + 1):
         n_prev = spec.fan_in(l)
-        S = acc.batch_sums(["k", "kkd", "Td", "m4", "kk", "T"], l)
-        est, se = jackknife(lambda s, m: kernel_estimates(s, m, n_prev, full_V), S, counts)
+        S = acc.batch_sums(["k", "kkd", "Td", "m4", "kk", "T"] if len(want) > 1 else ["k"], l)
+        est, se = jackknife(lambda s, m: kernel_estimates(s, m, n_prev, full_V, want), S, counts)
         if want_ntk:
             Sn = acc.batch_sums(["h", "hh", "hsq", "hx", "hoff"], l)
             e2, s2 = jackknife(lambda s, m: ntk_estimates(s, m, n_prev), Sn, counts)

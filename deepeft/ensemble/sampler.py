@@ -8,7 +8,8 @@ Two exact samplers share one RNG layout (conventions: :mod:`deepeft.conventions`
     inputs with the N×N covariance  Ĝ^(l+1) = C_b + (C_W/n_l) σσᵀ  (pdlt §1: b, W independent of
     everything below).  So z^(l+1) = chol(Ĝ) ε with ε ~ N(0, 1)^{N × n_{l+1}}: O(N² n) work and N·n
     random numbers per layer instead of O(N n²) and n² for explicit weights.  Exact, not an
-    approximation.  Residual layers (spec: z' = ξ z + γ(b + Wσ(z))) add ξ z to the Gaussian branch.
+    approximation.  When the layer below has fewer features than there are inputs (n_l + 1 < N,
+    typically the input layer) the rank-(n_l + 1) factor [σ√(C_W/n_l), √C_b] is used instead.  Residual layers (spec: z' = ξ z + γ(b + Wσ(z))) add ξ z to the Gaussian branch.
 ``'weights'``
     Materialises W^(l) (M × n_l × n_{l-1}) and b^(l) and uses batched matmul.  Needed by the NTK.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -152,6 +154,22 @@ class LayerState:
     residual: tuple[float, float] | None
 
 
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _fill_pool() -> ThreadPoolExecutor | None:
+    """Threads for filling RNG blocks in parallel on CPU (as many as torch's intra-op threads)."""
+    global _POOL
+    k = torch.get_num_threads()
+    if k < 2:
+        return None
+    if _POOL is None or _POOL[0] != k:
+        if _POOL is not None:
+            _POOL[1].shutdown(wait=False)
+        _POOL = (k, ThreadPoolExecutor(max_workers=k, thread_name_prefix="deepeft-rng"))
+    return _POOL[1]
+
+
 def _psd_sqrt_factor(G: torch.Tensor) -> torch.Tensor:
     """A factor F with F Fᵀ = G for a batch of PSD matrices: Cholesky where it succeeds, a
     clamped eigen-decomposition (float64) where G is singular (duplicate inputs, N > n)."""
@@ -268,15 +286,23 @@ class EnsembleSampler:
             gens.append((g, size))
         return gens
 
-    def _randn(self, gens, shape) -> torch.Tensor:
+    def _randn(self, gens, shape, out: torch.Tensor | None = None) -> torch.Tensor:
         """Standard normals (M_c, *shape): block b's slice is filled from block b's generator
-        (``normal_`` on a contiguous slice draws exactly what ``randn`` of that size draws)."""
+        (``normal_`` on a contiguous slice draws exactly what ``randn`` of that size draws).
+
+        On CPU torch's generator is single-threaded, so independent blocks are filled from a small
+        thread pool (torch releases the GIL): the numbers are those of the sequential loop."""
         total = sum(size for _, size in gens)
-        out = torch.empty((total, *shape), device=self.device, dtype=self.dtype)
-        a = 0
-        for g, size in gens:
-            out[a:a + size].normal_(generator=g)
-            a += size
+        if out is None or tuple(out.shape) != (total, *shape):
+            out = torch.empty((total, *shape), device=self.device, dtype=self.dtype)
+        starts = np.cumsum([0] + [size for _, size in gens[:-1]]).tolist()
+        jobs = [(out[a:a + size], g) for a, (g, size) in zip(starts, gens)]
+        pool = _fill_pool() if self.device.type == "cpu" and len(jobs) > 1 and out.numel() >= 1 << 16 else None
+        if pool is None:
+            for view, g in jobs:
+                view.normal_(generator=g)
+        else:
+            list(pool.map(lambda job: job[0].normal_(generator=job[1]), jobs))
         return out
 
     def layers(self, start: int, stop: int, *, need_z_last: bool = True) -> Iterator[LayerState]:
@@ -289,7 +315,7 @@ class EnsembleSampler:
         gens = self._generators(start, stop)
         L = spec.depth
         x = self.x
-        z_prev = None
+        z_prev = eps_buf = None
         sig, dsig = x, None
         for l in range(1, L + 1):
             n_in, n_out = spec.fan_in(l), spec.width(l)
@@ -306,12 +332,22 @@ class EnsembleSampler:
             if self.method == "gaussian" and l == L and not need_z_last and res is None:
                 branch = None
             elif self.method == "gaussian":
-                eps = self._randn(gens, (self.N, n_out))
-                if l == 1:
-                    F = _psd_sqrt_factor(G.unsqueeze(0))[0]
-                    branch = torch.matmul(F, eps)
+                rank = n_in + (1 if cb != 0 else 0)
+                if rank < self.N:
+                    # Ĝ has rank ≤ n_in + 1 < N: the factor [σ√(C_W/n), √C_b] (N × rank) is cheaper
+                    # than an N×N one (this is drawing the weights; typical at l = 1 with few features)
+                    F = (sig if l > 1 else x) * math.sqrt(cw / n_in)
+                    if cb != 0:
+                        F = torch.cat([F, torch.full_like(F[..., :1], math.sqrt(cb))], dim=-1)
+                    branch = torch.matmul(F, self._randn(gens, (rank, n_out)))
                 else:
-                    branch = torch.matmul(_psd_sqrt_factor(G), eps)
+                    # ε is used only here, so one buffer serves every layer of the chunk
+                    eps = eps_buf = self._randn(gens, (self.N, n_out), out=eps_buf)
+                    if l == 1:
+                        F = _psd_sqrt_factor(G.unsqueeze(0))[0]
+                        branch = torch.matmul(F, eps)
+                    else:
+                        branch = torch.matmul(_psd_sqrt_factor(G), eps)
             else:
                 omega = self._randn(gens, (n_out, n_in))
                 beta = self._randn(gens, (n_out,))
@@ -328,9 +364,9 @@ class EnsembleSampler:
                 z = xi * z_prev + gamma * branch
             else:
                 z = branch
-            # Ĝ sums over every activation of the layer below, so one N×N check per network
-            # catches inf/NaN anywhere in it (cheaper than scanning z)
-            if not bool(torch.isfinite(G).all()):
+            # Ĝ_αα = C_b + C_W Σ_i σ_iα²/n sums the square of every activation of the layer below, so
+            # checking its diagonal catches inf/NaN anywhere in σ (cheaper than scanning z)
+            if not bool(torch.isfinite(torch.diagonal(G, dim1=-2, dim2=-1)).all()):
                 from ..core.errors import DivergenceError
                 raise DivergenceError(f"activations overflowed to inf/NaN below layer {l} in {self.dtype}; "
                                       "the network is far from criticality (reduce C_W or depth, or use float64)")
