@@ -262,6 +262,26 @@ def _sequential_plan(model: nn.Module):
     return plan if any(k == "linear" for k, *_ in plan) else None
 
 
+def _activation_derivative(mod: nn.Module, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """σ'(h) of an elementwise activation module (a = σ(h)); closed forms where cheap, else autograd
+    of the elementwise op (the derivative of Σσ(h) is σ'(h) elementwise)."""
+    t = type(mod)
+    if t is nn.Tanh:
+        return 1.0 - a * a
+    if t is nn.Sigmoid:
+        return a * (1.0 - a)
+    if t is nn.ReLU:
+        return (h > 0).to(h.dtype)
+    if t is nn.Identity:
+        return torch.ones_like(h)
+    if t is nn.LeakyReLU:
+        return torch.where(h > 0, torch.ones_like(h), torch.full_like(h, mod.negative_slope))
+    with torch.enable_grad():
+        hh = h.detach().requires_grad_(True)
+        (d,) = torch.autograd.grad(mod(hh).sum(), hh)
+    return d
+
+
 class _Engine:
     """Holds the vmapped loss for a model/data/loss and evaluates it on flat chain tensors."""
 
@@ -278,6 +298,7 @@ class _Engine:
         self._vm = {}
         self._vm_loss = {}
         self.fast = _sequential_plan(model)
+        self._n_fast_params = sum(1 for _ in model.parameters())
 
     def batched(self, xdim):
         key = xdim
@@ -313,6 +334,58 @@ class _Engine:
             self._vm_loss[ydim] = vmap(self.loss_fn, in_dims=(0, ydim))
         return self._vm_loss[ydim](h, y)
 
+    def _manual_loss_and_grad(self, flat, x, y, xdim):
+        """Losses and (chains, P) gradient of a plain ``nn.Sequential`` by explicit backpropagation:
+        batched matmuls forward, autograd only on the user loss (dL/d output), then the chain rule
+        layer by layer (∂L/∂W = δᵀh, ∂L/∂b = Σ_batch δ, δ ← δW, δ ← δ·σ'(h)), written straight
+        into the flat gradient.  Same numbers as autograd through the network (tested), without
+        building a graph over the network every step."""
+        f = flat.detach()
+        pdict = self.layout.views(f)
+        frozen = self.layout.frozen
+        saved = []
+        h = x
+        for kind, mod, wname, bname in self.fast:
+            if kind == "act":
+                a = mod(h)
+                saved.append((h, a))
+                h = a
+                continue
+            W = pdict[wname] if wname in pdict else frozen[wname]
+            saved.append((h, W))
+            if bname is None:
+                h = torch.matmul(h, W.transpose(-1, -2))
+            else:
+                b = pdict[bname] if bname in pdict else frozen[bname]
+                if h.dim() == 3 and W.dim() == 3 and b.dim() == 2:
+                    h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(-1, -2))
+                else:
+                    h = torch.matmul(h, W.transpose(-1, -2)) + b.unsqueeze(-2)
+        ydim = None if (xdim is None or y is None) else 0
+        if ydim not in self._vm_loss:
+            self._vm_loss[ydim] = vmap(self.loss_fn, in_dims=(0, ydim))
+        out = h.detach().requires_grad_(True)
+        with torch.enable_grad():
+            L = self._vm_loss[ydim](out, y)
+            (delta,) = torch.autograd.grad(L.sum(), out)
+        grad = torch.zeros_like(f) if len(self.layout.names) < self._n_fast_params else torch.empty_like(f)
+        gv = self.layout.views(grad)
+        first_linear = next(i for i, (k, *_) in enumerate(self.fast) if k == "linear")
+        for i in range(len(self.fast) - 1, first_linear - 1, -1):
+            kind, mod, wname, bname = self.fast[i]
+            if kind == "act":
+                hin, a = saved[i]
+                delta = delta * _activation_derivative(mod, hin, a)
+                continue
+            hin, W = saved[i]
+            if wname in gv:
+                gv[wname].copy_(torch.matmul(delta.transpose(-1, -2), hin))
+            if bname is not None and bname in gv:
+                gv[bname].copy_(delta.sum(-2))
+            if i > first_linear:
+                delta = torch.matmul(delta, W)
+        return L.detach(), grad
+
     def _fast_ok(self, flat, x, xdim):
         return (self.fast is not None and flat.dim() == 2
                 and ((xdim == 0 and x.dim() == 3) or (xdim is None and x.dim() == 2)))
@@ -333,6 +406,8 @@ class _Engine:
         once, instead of through a slice of a flat leaf (whose backward would materialise a zero
         (chains, P) tensor per parameter).
         """
+        if self._fast_ok(flat, x, xdim):
+            return self._manual_loss_and_grad(flat, x, y, xdim)
         f = flat.detach()
         views = self.layout.views(f)
         leaves = {k: v.detach().requires_grad_(True) for k, v in views.items()}

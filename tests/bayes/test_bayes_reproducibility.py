@@ -66,14 +66,17 @@ def test_weight_restricted_llc_counts_only_sampled_weights():
 
 
 def test_sequential_fast_path_matches_vmapped_functional_call():
-    """The chains-batched nn.Sequential forward (Linear + activations) is the same function as the
-    generic vmap(functional_call) path: losses and gradients agree, incl. frozen layers and shared x."""
+    """The chains-batched nn.Sequential forward with explicit backpropagation (Linear + activations) is
+    the same function as the generic vmap(functional_call) + autograd path: losses and gradients agree,
+    incl. frozen layers and shared x."""
     from deepeft.bayes.samplers import _Engine, select_parameters
 
     torch.manual_seed(3)
-    m = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8, bias=False), nn.GELU(), nn.Linear(8, 2)).double()
+    # closed-form activation derivatives (Tanh, ReLU, LeakyReLU, Sigmoid) and the autograd one (GELU)
+    m = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8, bias=False), nn.GELU(), nn.Linear(8, 8), nn.ReLU(),
+                      nn.Linear(8, 8), nn.LeakyReLU(0.1), nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 2)).double()
     x, y = torch.randn(3, 16, 4, dtype=torch.float64), torch.randn(3, 16, 2, dtype=torch.float64)
-    for params in (None, ["0.*", "4.weight"]):
+    for params in (None, ["0.*", "4.weight"], ["8.*"]):
         lay = select_parameters(m, params)
         eng = _Engine(m, lay, lambda o, t: ((o - t) ** 2).mean())
         assert eng.fast is not None
