@@ -11,12 +11,14 @@ Sampling the localised tempered posterior p(w) ∝ exp(−nβ L_n(w) − γ/2 �
 - :func:`degrade`                    SGLD-degraded copies at a target Δloss or temperature
 - diagnostics: :func:`rhat`, :func:`ess`, :func:`trace_drift`
 - ground truths: :func:`aoyagi_dln`, :func:`rrr_rlct`, :func:`normal_crossing_rlct`,
-  :func:`quadratic_llc_expectation`, Bayesian linear regression closed forms
+  :func:`quadratic_llc_expectation`, Bayesian linear regression closed forms, and
+  :func:`dln_gibbs` (exact Gibbs sampler: the finite-nβ λ̂ of a deep linear network)
 
 Conventions: :mod:`deepeft.conventions`; data/loss formats: :mod:`deepeft.bayes._data`.
 """
 from .calibration import CalibrationResult, calibrate
 from .degrade import DegradeResult, degrade
+from .dln_gibbs import DLNGibbsResult, dln_gibbs
 from .diagnostics import ess, mcse_mean, rhat, summarize_trace, trace_drift
 from .ground_truth import (
     aoyagi_dln,
@@ -64,5 +66,6 @@ __all__ = [
     "rhat", "ess", "mcse_mean", "trace_drift", "summarize_trace",
     "aoyagi_dln", "rrr_rlct", "normal_crossing_rlct", "homogeneous_rlct", "quadratic_llc_expectation",
     "blr_free_energy", "blr_expected_nll", "blr_wbic", "blr_heat_capacity", "dln_num_params",
+    "dln_gibbs", "DLNGibbsResult",
     "StepSizeWarning", "DivergenceWarning", "ConvergenceWarning",
 ]
