@@ -30,6 +30,7 @@ SETTINGS = {
 }
 PYTHONS = {
     "deepeft": sys.executable,
+    "deepeft_rr": sys.executable,
     "devinterp": os.path.join(ROOT, "bench/.venvs/devinterp1/bin/python"),
     # canonical-interp 0.1.5 imports itertools.batched (Python >= 3.12): prefer a 3.12 venv if present
     "canonical": next((p for p in (os.path.join(ROOT, "bench/.venvs/canonical312/bin/python"),
@@ -43,6 +44,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--kinds", nargs="+", default=["dln", "mlp"])
     ap.add_argument("--tools", nargs="+", default=["deepeft", "devinterp", "canonical"])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per tool (1 = the fair setting on a shared machine)")
     args = ap.parse_args()
     path = os.path.join(ROOT, "bench/.venvs/bayes_problems.pt")
     blob = {}
@@ -61,7 +63,7 @@ def main():
                 if not os.path.exists(py):
                     runs.append({"tool": tool, "kind": kind, "error": f"{py} missing (venv not installed)"})
                     continue
-                env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=HERE)
+                env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), BENCH_THREADS=str(args.threads), PYTHONPATH=HERE)
                 p = subprocess.run([py, os.path.join(HERE, "run_tool.py"), tool, kind, path], capture_output=True,
                                    text=True, env=env, timeout=3600)
                 line = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -73,8 +75,9 @@ def main():
                     runs.append(r)
                 print(json.dumps(runs[-1])[:300], flush=True)
     out = {"settings": SETTINGS, "aoyagi_lambda_dln": lam, "dln_widths": DLN_WIDTHS, "dln_rank": DLN_RANK,
-           "runs": runs, "cpu": os.cpu_count(), "torch": torch.__version__}
-    with open(os.path.join(HERE, "results.json"), "w") as fh:
+           "runs": runs, "cpu": os.cpu_count(), "threads": args.threads, "torch": torch.__version__}
+    name = "results.json" if args.threads == 1 else f"results_threads{args.threads}.json"
+    with open(os.path.join(HERE, name), "w") as fh:
         json.dump(out, fh, indent=2)
 
 

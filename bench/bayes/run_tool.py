@@ -1,10 +1,11 @@
 """Run one tool on one problem; prints one JSON line.  Usage: python run_tool.py TOOL KIND problems.pt
 
 Every tool gets the same chains × draws × batch size, step size ε, localisation γ and nβ = n/log n
-(passed explicitly), one torch thread, float32, CPU.
+(passed explicitly), one torch thread (``BENCH_THREADS`` to change), float32, CPU.
 """
 import json
 import math
+import os
 import sys
 import time
 
@@ -16,17 +17,19 @@ from problems import load, nll  # noqa: E402
 
 def main():
     tool, kind, path = sys.argv[1], sys.argv[2], sys.argv[3]
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     model, x, y, s = load(path, kind)
     n = x.shape[0]
     nbeta = n / math.log(n)
     C, D, B, b, lr, gamma = s["chains"], s["draws"], s["burnin"], s["batch"], s["lr"], s["gamma"]
     t0 = time.perf_counter()
-    if tool == "deepeft":
+    if tool in ("deepeft", "deepeft_rr"):
         from deepeft.bayes import estimate_llc
 
+        # deepeft_rr: the same budget with step-size extrapolation (half the chains at lr/2)
         r = estimate_llc(model, (x, y), nll, lr=lr, localization=gamma, nbeta=nbeta, num_chains=C, num_draws=D,
-                         num_burnin_steps=B, batch_size=b, seed=0)
+                         num_burnin_steps=B, batch_size=b, seed=int(os.environ.get("BENCH_SEED", "0")),
+                         extrapolate_lr=(tool == "deepeft_rr"))
         llc, per = r.llc_mean, r.llc_per_chain.tolist()
         extra = {"rhat": r.diagnostics["rhat"], "ess": r.diagnostics["ess"], "llc_se": r.llc_se}
     elif tool == "devinterp":

@@ -83,8 +83,8 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
     the factors W*_i (H_i × H_(i−1)) explicitly.  input_cov: Σ = xᵀx/n (H_0 × H_0, symmetric PSD;
     default I, i.e. whitened inputs).  init: 'center' (chains start at w*, as the LLC samplers do)
     or 'prior' (a draw from the localisation Gaussian around w*).  The first ``num_burnin_sweeps``
-    (default num_sweeps // 4) sweeps are discarded; λ̂'s standard error is the spread of the
-    per-chain means over √chains.
+    (default num_sweeps // 4) sweeps are discarded; λ̂'s standard error is sd(trace)/√ESS of the
+    pooled trace (and at least the spread of the per-chain means over √chains).
     """
     try:
         H = [check_int("widths[i]", h, 1) for h in widths]
@@ -169,10 +169,14 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
             kept.append(energy(Ws))
     tr = torch.stack(kept, 1).cpu().numpy()
     per = tr.mean(1)
+    e = ess(tr)
+    # Monte-Carlo SE from the pooled trace's effective sample size (as estimate_llc), never below the
+    # spread of the per-chain means (which alone is a noisy estimate with few chains)
+    se = max(float(tr.std(ddof=1)) / math.sqrt(e), float(per.std(ddof=1)) / math.sqrt(C))
     lam, m = aoyagi_dln(H, r) if center is None else (float("nan"), 0)
     return DLNGibbsResult(
-        llc_mean=float(per.mean()), llc_se=float(per.std(ddof=1) / math.sqrt(C)), llc_per_chain=per, trace=tr,
-        widths=H, rank=r, nbeta=t, localization=gamma, rhat=rhat(tr), ess=ess(tr),
+        llc_mean=float(per.mean()), llc_se=se, llc_per_chain=per, trace=tr,
+        widths=H, rank=r, nbeta=t, localization=gamma, rhat=rhat(tr), ess=e,
         aoyagi_lambda=float(lam), aoyagi_multiplicity=int(m),
         config=dict(num_chains=C, num_sweeps=S, num_burnin_sweeps=Bn, init=init, seed=int(seed), device=str(dev),
                     input_cov="identity" if input_cov is None else "given", center="rank-r factor point" if center is None else "given"))

@@ -1,4 +1,4 @@
-"""``deepeft llc`` and ``deepeft bayes {calibrate,wbic,ti,beta-sweep,susceptibility,degrade,aoyagi}``.
+"""``deepeft llc`` and ``deepeft bayes {calibrate,wbic,ti,beta-sweep,susceptibility,degrade,aoyagi,dln-gibbs}``.
 
 File formats (all written with ``torch.save``):
 
@@ -147,7 +147,7 @@ def cmd_llc(args) -> int:
     kw = _sampler_kwargs(args)
     if args.mala_every:
         kw["mala_every"] = args.mala_every
-    res = estimate_llc(model, data, loss, lr=lr, **kw)
+    res = estimate_llc(model, data, loss, lr=lr, extrapolate_lr=args.extrapolate_lr, **kw)
     payload = res.to_dict(traces=args.traces)
     if cal is not None:
         payload["calibration"] = cal.to_dict()
@@ -265,6 +265,19 @@ def cmd_aoyagi(args) -> int:
     return 0
 
 
+def cmd_dln_gibbs(args) -> int:
+    from ..bayes import dln_gibbs
+
+    res = dln_gibbs(args.widths, args.nbeta, args.localization, rank=args.rank, num_chains=args.chains,
+                    num_sweeps=args.sweeps, seed=args.seed)
+    payload = {"widths": res.widths, "rank": res.rank, "nbeta": res.nbeta, "localization": res.localization,
+               "llc_mean": res.llc_mean, "llc_se": res.llc_se, "llc_per_chain": res.llc_per_chain.tolist(),
+               "rhat": res.rhat, "ess": res.ess, "aoyagi_lambda": res.aoyagi_lambda,
+               "aoyagi_multiplicity": res.aoyagi_multiplicity, "signed_error": res.signed_error, "config": res.config}
+    _emit(args, payload, res.summary())
+    return 0
+
+
 # ------------------------------------------------------------------------------------ register
 def register(subparsers) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
@@ -273,11 +286,13 @@ def register(subparsers) -> None:
                               formatter_class=fmt)
     _common(p)
     p.add_argument("--mala-every", type=int, default=0, help="MH acceptance diagnostic every k steps (0: off)")
+    p.add_argument("--extrapolate-lr", action="store_true",
+                   help="remove SGLD's first-order step-size bias: half the chains at lr, half at lr/2, λ̂ = 2λ̂(lr/2) − λ̂(lr)")
     p.add_argument("--plot", default=None, help="save a loss-trace plot (PNG) here")
     p.add_argument("--traces", action="store_true", help="include the chains × draws loss trace in the JSON")
     p.set_defaults(func=cmd_llc)
 
-    b = subparsers.add_parser("bayes", help="Bayesian thermodynamics: calibrate, wbic, ti, beta-sweep, susceptibility, degrade, aoyagi",
+    b = subparsers.add_parser("bayes", help="Bayesian thermodynamics: calibrate, wbic, ti, beta-sweep, susceptibility, degrade, aoyagi, dln-gibbs",
                               description="Bayesian thermodynamics of a saved model.\n\n" + FORMATS, formatter_class=fmt)
     bs = b.add_subparsers(dest="bayes_command", metavar="SUBCOMMAND")
 
@@ -326,6 +341,17 @@ def register(subparsers) -> None:
     a.add_argument("--rank", type=int, default=0)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_aoyagi)
+
+    gb = bs.add_parser("dln-gibbs", help="exact finite-nβ λ̂ of a deep linear network (blocked Gibbs; whitened inputs)")
+    gb.add_argument("widths", type=int, nargs="+", help="H_0 (input) … H_L (output)")
+    gb.add_argument("--nbeta", type=float, required=True)
+    gb.add_argument("--localization", type=float, default=1.0, help="γ (default 1)")
+    gb.add_argument("--rank", type=int, default=0, help="true rank r (w* = the rank-r factor point)")
+    gb.add_argument("--chains", type=int, default=8)
+    gb.add_argument("--sweeps", type=int, default=2000)
+    gb.add_argument("--seed", type=int, default=0)
+    gb.add_argument("--json", action="store_true")
+    gb.set_defaults(func=cmd_dln_gibbs)
 
     def _bayes_help(args):
         b.print_help()

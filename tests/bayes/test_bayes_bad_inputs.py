@@ -127,3 +127,17 @@ def test_runtime_divergence_stops_the_chain():
     with pytest.raises(DivergenceError):
         sample(model, dummy_data(), mean_loss, lr=[1e-3, 3.0], nbeta=100.0, localization=1.0, num_chains=2,
                num_draws=300, on_divergence="raise")
+
+
+def test_extrapolate_lr_bad_inputs():
+    from deepeft.bayes import estimate_llc
+    from bayes_helpers import Potential, dummy_data, mean_loss
+    import torch
+
+    m = Potential(lambda w: 0.5 * (w * w).sum(), torch.zeros(2))
+    with pytest.raises(ParameterError, match="num_chains"):
+        estimate_llc(m, dummy_data(), mean_loss, num_chains=3, extrapolate_lr=True)
+    with pytest.raises(ParameterError, match="lr"):
+        estimate_llc(m, dummy_data(), mean_loss, lr=[1e-3] * 4, num_chains=4, extrapolate_lr=True)
+    with pytest.raises(ParameterError, match="extrapolate_lr"):
+        estimate_llc(m, dummy_data(), mean_loss, sampler="mala", num_chains=4, extrapolate_lr=True)
