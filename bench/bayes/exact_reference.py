@@ -12,6 +12,7 @@ Two independent exact computations of E[nβ(L_n − L_n(w*))] under the benchmar
 Also: the plain-SGLD step-size / minibatch decomposition (full batch vs batch 100 at two ε) and the
 exact expectation at other (nβ, γ), showing how far γ = 100 sits from Aoyagi's λ.  Prints JSON.
 """
+import copy
 import json
 import math
 import os
@@ -45,7 +46,7 @@ def main():
     # MALA on a 100-row data set with the same input covariance (same posterior)
     ev, U = torch.linalg.eigh(Sig)
     x2 = math.sqrt(100) * (U * ev.clamp_min(0).sqrt()) @ U.T
-    m64 = model.double()
+    m64 = copy.deepcopy(model).double()
     with torch.no_grad():
         y2 = m64(x2)
     t0 = time.perf_counter()
@@ -59,7 +60,7 @@ def main():
     for lr in (5e-5, 2.5e-5):
         a = estimate_llc(m64, (x2, y2), nll, lr=lr, localization=s["gamma"], nbeta=t, num_chains=8, num_draws=300,
                          num_burnin_steps=2000, num_steps_bw_draws=10, batch_size=100, seed=0)
-        b = estimate_llc(model.float(), (x, y), nll, lr=lr, localization=s["gamma"], nbeta=t, num_chains=8,
+        b = estimate_llc(model, (x, y), nll, lr=lr, localization=s["gamma"], nbeta=t, num_chains=8,
                          num_draws=2000, num_burnin_steps=2000, batch_size=100, seed=0)
         sg.append({"lr": lr, "full_batch": [a.llc_mean, a.llc_se], "batch_100": [b.llc_mean, b.llc_se]})
     out["sgld"] = sg
