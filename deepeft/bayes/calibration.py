@@ -11,7 +11,8 @@ chain).  A candidate passes when
    :func:`deepeft.bayes.diagnostics.trace_drift`): the chains equilibrated within the pilot.
 
 The *largest* passing ε is chosen (fastest mixing among the accurate ones) and the reasons for
-every candidate are reported.  Checks on γ and nβ: the localisation share
+every candidate are reported, with a burn-in recommendation of 3/(εγ) steps (three relaxation times
+of the directions only the localisation holds; see :func:`deepeft.bayes.estimate_llc`'s warnings).  Checks on γ and nβ: the localisation share
 q = γ·E‖w − w*‖²/P (1 for a loss that does not constrain the chains at all; warned above 0.95) and
 whether the distance to w* still drifts (γ too weak), nβ > n (β > 1, colder than the posterior).
 """
@@ -40,12 +41,16 @@ class CalibrationResult:
     localization: float
     localization_share: float
     warnings: list = field(default_factory=list)
+    #: 3/(lr·γ): three relaxation times of the directions only the localisation holds (None if γ = 0)
+    num_burnin_steps: int | None = None
 
     def to_dict(self) -> dict:
         return _jsonable(self.__dict__)
 
     def summary(self) -> str:
         lines = [f"chosen lr = {self.lr:.3g}: {self.reason}",
+                 (f"  recommended num_burnin_steps >= {self.num_burnin_steps} (3/(lr·γ): free directions relax over 1/(lr·γ) steps)"
+                  if self.num_burnin_steps is not None else "  localization = 0: no relaxation-time bound on the burn-in"),
                  f"  nβ = {self.nbeta:.4g}, localization γ = {self.localization:.3g}, localization share q = {self.localization_share:.3f}",
                  "  lr          stable  accept  drift_z  llc_hat   verdict"]
         for r in self.table:
@@ -148,5 +153,6 @@ def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequenc
         msgs.append(f"nβ = {nb:.3g} > n = {res.n} (β > 1: colder than the Bayesian posterior)")
     for m_ in msgs:
         warnings.warn(m_, AccuracyWarning, stacklevel=2)
+    burnin = int(math.ceil(3.0 / (best["lr"] * localization))) if localization > 0 else None
     return CalibrationResult(lr=float(best["lr"]), reason=reason, table=table, nbeta=nb, localization=float(localization),
-                             localization_share=q, warnings=msgs)
+                             localization_share=q, warnings=msgs, num_burnin_steps=burnin)

@@ -66,3 +66,4 @@ def test_calibration_stays_inside_stability_bound():
     assert cal.lr == 1e-3 or cal.lr == 5e-3
     auto = calibrate(model, dummy_data(), mean_loss, nbeta=t, localization=gam, num_steps=200, seed=0)
     assert auto.lr * a_max < 4 and "largest" in auto.reason
+    assert auto.num_burnin_steps == math.ceil(3 / (auto.lr * gam)) and "num_burnin_steps" in auto.summary()
