@@ -48,9 +48,13 @@ def torch_equal(a, b):
     return bool((a == b).all())
 
 
-def test_gaussian_and_weights_paths_same_distribution(unit_inputs):
-    spec = MLPSpec.make("tanh", 3, 16, 4, C_W=1.2, C_b=0.1)
-    x = unit_inputs(2, 4)
+@pytest.mark.parametrize("width,n_in,N", [
+    (16, 4, 2),  # N×N Cholesky factor on every layer
+    (4, 3, 6),   # fewer features than inputs: rank-(n + 1) factor on every layer
+])
+def test_gaussian_and_weights_paths_same_distribution(width, n_in, N, unit_inputs):
+    spec = MLPSpec.make("tanh", 3, width, n_in, C_W=1.2, C_b=0.1)
+    x = unit_inputs(N, n_in)
     a = measure(spec, x, ensemble=3000, seed=1, method="gaussian", quantities=("kernel", "V_pairs"))
     b = measure(spec, x, ensemble=3000, seed=2, method="weights", quantities=("kernel", "V_pairs"))
     for k in ("kernel", "V_pairs"):
