@@ -30,7 +30,7 @@ import torch
 
 from ..core.errors import ParameterError, check_int, check_positive
 from .diagnostics import ess, rhat
-from .ground_truth import aoyagi_dln
+from .ground_truth import aoyagi_dln, check_dln
 
 
 @dataclass
@@ -86,17 +86,9 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
     (default num_sweeps // 4) sweeps are discarded; λ̂'s standard error is sd(trace)/√ESS of the
     pooled trace (and at least the spread of the per-chain means over √chains).
     """
-    try:
-        H = [check_int("widths[i]", h, 1) for h in widths]
-    except TypeError:
-        raise ParameterError("widths", widths, "a sequence of >= 2 positive integers [H_0, ..., H_L]") from None
-    if len(H) < 2:
-        raise ParameterError("widths", widths, "a sequence of >= 2 positive integers [H_0, ..., H_L]")
+    H, r = check_dln(widths, rank)
     t = check_positive("nbeta", nbeta)
     gamma = check_positive("localization", localization)
-    r = check_int("rank", rank, 0)
-    if r > min(H):
-        raise ParameterError("rank", r, f"0 <= rank <= min(widths) = {min(H)}")
     C = check_int("num_chains", num_chains, 2)
     S = check_int("num_sweeps", num_sweeps, 2)
     Bn = S // 4 if num_burnin_sweeps is None else check_int("num_burnin_sweeps", num_burnin_sweeps, 0)

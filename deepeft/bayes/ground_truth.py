@@ -15,6 +15,20 @@ from ..core.errors import ParameterError, check_int, check_nonnegative, check_po
 
 
 # ----------------------------------------------------------------------------- deep linear nets
+def check_dln(widths: Sequence[int], rank: int = 0) -> tuple[list[int], int]:
+    """Validated deep-linear-network widths [H_0, …, H_L] (L ≥ 1) and true rank 0 ≤ r ≤ min H_i."""
+    try:
+        H = [check_int("widths[i]", h, 1) for h in widths]
+    except TypeError:
+        raise ParameterError("widths", widths, "a sequence of >= 2 positive integers [H_0, ..., H_L]") from None
+    if len(H) < 2:
+        raise ParameterError("widths", widths, "a sequence of >= 2 positive integers [H_0, ..., H_L]")
+    r = check_int("rank", rank, 0)
+    if r > min(H):
+        raise ParameterError("rank", r, f"0 <= rank <= min(widths) = {min(H)}")
+    return H, r
+
+
 def aoyagi_dln(widths: Sequence[int], rank: int = 0) -> tuple[Fraction, int]:
     """RLCT λ and multiplicity m of a deep linear network (Aoyagi 2024, Neural Networks 172, 106132, Thm 1).
 
@@ -29,15 +43,7 @@ def aoyagi_dln(widths: Sequence[int], rank: int = 0) -> tuple[Fraction, int]:
 
     Returned as an exact ``Fraction`` and an int.
     """
-    try:
-        H = [check_int("widths[i]", h, 1) for h in widths]
-    except TypeError:
-        raise ParameterError("widths", widths, "a sequence of >= 2 positive integers") from None
-    if len(H) < 2:
-        raise ParameterError("widths", widths, "a sequence of >= 2 positive integers [H_0, ..., H_L]")
-    r = check_int("rank", rank, 0)
-    if r > min(H):
-        raise ParameterError("rank", r, f"0 <= rank <= min(widths) = {min(H)}")
+    H, r = check_dln(widths, rank)
     M = sorted(h - r for h in H)
     for size in range(2, len(M) + 1):
         ell = size - 1

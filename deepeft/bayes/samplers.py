@@ -307,20 +307,26 @@ class _Engine:
             self._vm[key] = vmap(s, in_dims=(0, xdim, xdim))
         return self._vm[key]
 
-    def _fast_losses(self, pdict, x, y, xdim):
+    def _fast_forward(self, pdict, x, saved: list | None = None):
         """Chains-batched forward of a plain ``nn.Sequential`` (Linear + elementwise activations).
 
         Same function as the vmapped ``functional_call`` (tests compare the two), without the
         per-op batching-rule dispatch: every Linear is one batched matmul (chains, batch, in) @
-        (chains, in, out) on views of the flat parameter tensor; only the user loss is vmapped.
+        (chains, in, out) on views of the flat parameter tensor.  ``saved`` collects, per module,
+        (input, output) for activations and (input, W) for Linear layers (for backpropagation).
         """
         frozen = self.layout.frozen
         h = x
         for kind, mod, wname, bname in self.fast:
             if kind == "act":
-                h = mod(h)
+                a = mod(h)
+                if saved is not None:
+                    saved.append((h, a))
+                h = a
                 continue
             W = pdict[wname] if wname in pdict else frozen[wname]
+            if saved is not None:
+                saved.append((h, W))
             if bname is None:
                 h = torch.matmul(h, W.transpose(-1, -2))
             else:
@@ -329,10 +335,17 @@ class _Engine:
                     h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(-1, -2))
                 else:
                     h = torch.matmul(h, W.transpose(-1, -2)) + b.unsqueeze(-2)
+        return h
+
+    def _chain_loss(self, xdim, y):
+        """The user loss vmapped over chains (targets shared when x is shared)."""
         ydim = None if (xdim is None or y is None) else 0
         if ydim not in self._vm_loss:
             self._vm_loss[ydim] = vmap(self.loss_fn, in_dims=(0, ydim))
-        return self._vm_loss[ydim](h, y)
+        return self._vm_loss[ydim]
+
+    def _fast_losses(self, pdict, x, y, xdim):
+        return self._chain_loss(xdim, y)(self._fast_forward(pdict, x), y)
 
     def _manual_loss_and_grad(self, flat, x, y, xdim):
         """Losses and (chains, P) gradient of a plain ``nn.Sequential`` by explicit backpropagation:
@@ -341,32 +354,11 @@ class _Engine:
         into the flat gradient.  Same numbers as autograd through the network (tested), without
         building a graph over the network every step."""
         f = flat.detach()
-        pdict = self.layout.views(f)
-        frozen = self.layout.frozen
-        saved = []
-        h = x
-        for kind, mod, wname, bname in self.fast:
-            if kind == "act":
-                a = mod(h)
-                saved.append((h, a))
-                h = a
-                continue
-            W = pdict[wname] if wname in pdict else frozen[wname]
-            saved.append((h, W))
-            if bname is None:
-                h = torch.matmul(h, W.transpose(-1, -2))
-            else:
-                b = pdict[bname] if bname in pdict else frozen[bname]
-                if h.dim() == 3 and W.dim() == 3 and b.dim() == 2:
-                    h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(-1, -2))
-                else:
-                    h = torch.matmul(h, W.transpose(-1, -2)) + b.unsqueeze(-2)
-        ydim = None if (xdim is None or y is None) else 0
-        if ydim not in self._vm_loss:
-            self._vm_loss[ydim] = vmap(self.loss_fn, in_dims=(0, ydim))
+        saved: list = []
+        h = self._fast_forward(self.layout.views(f), x, saved)
         out = h.detach().requires_grad_(True)
         with torch.enable_grad():
-            L = self._vm_loss[ydim](out, y)
+            L = self._chain_loss(xdim, y)(out, y)
             (delta,) = torch.autograd.grad(L.sum(), out)
         grad = torch.zeros_like(f) if len(self.layout.names) < self._n_fast_params else torch.empty_like(f)
         gv = self.layout.views(grad)
