@@ -23,11 +23,15 @@ def main():
     nbeta = n / math.log(n)
     C, D, B, b, lr, gamma = s["chains"], s["draws"], s["burnin"], s["batch"], s["lr"], s["gamma"]
     t0 = time.perf_counter()
-    if tool in ("deepeft", "deepeft_rr"):
+    if tool in ("deepeft", "deepeft_rr", "deepeft_builtin"):
         from deepeft.bayes import estimate_llc
 
-        # deepeft_rr: the same budget with step-size extrapolation (half the chains at lr/2)
-        r = estimate_llc(model, (x, y), nll, lr=lr, localization=gamma, nbeta=nbeta, num_chains=C, num_draws=D,
+        # deepeft_rr: the same budget with step-size extrapolation (half the chains at lr/2);
+        # deepeft_builtin: the same loss named by its built-in string 'gaussian_nll' (½‖y − f‖²
+        # summed over outputs, mean over samples — the function nll above), whose output gradient is
+        # closed-form instead of vmap + autograd of a user callable
+        loss = "gaussian_nll" if tool == "deepeft_builtin" else nll
+        r = estimate_llc(model, (x, y), loss, lr=lr, localization=gamma, nbeta=nbeta, num_chains=C, num_draws=D,
                          num_burnin_steps=B, batch_size=b, seed=int(os.environ.get("BENCH_SEED", "0")),
                          extrapolate_lr=(tool == "deepeft_rr"))
         llc, per = r.llc_mean, r.llc_per_chain.tolist()

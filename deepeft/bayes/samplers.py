@@ -55,7 +55,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..core.errors import AccuracyWarning, DivergenceError, ParameterError, check_int, check_nonnegative, check_positive
-from ._data import InMemoryData, LoaderData, resolve_device, resolve_loss, split_data
+from ._data import LOSS_GRADS, InMemoryData, LoaderData, resolve_device, resolve_loss, split_data
 
 
 class StepSizeWarning(AccuracyWarning):
@@ -299,6 +299,7 @@ class _Engine:
         self._vm_loss = {}
         self.fast = _sequential_plan(model)
         self._n_fast_params = sum(1 for _ in model.parameters())
+        self.loss_grad = LOSS_GRADS.get(loss_fn)  # closed-form (L, dL/d out) of a built-in loss
 
     def batched(self, xdim):
         key = xdim
@@ -345,21 +346,31 @@ class _Engine:
         return self._vm_loss[ydim]
 
     def _fast_losses(self, pdict, x, y, xdim):
-        return self._chain_loss(xdim, y)(self._fast_forward(pdict, x), y)
+        h = self._fast_forward(pdict, x)
+        if self.loss_grad is not None and y is not None:
+            r = self.loss_grad(h, y)
+            if r is not None:
+                return r[0]
+        return self._chain_loss(xdim, y)(h, y)
 
     def _manual_loss_and_grad(self, flat, x, y, xdim):
         """Losses and (chains, P) gradient of a plain ``nn.Sequential`` by explicit backpropagation:
-        batched matmuls forward, autograd only on the user loss (dL/d output), then the chain rule
+        batched matmuls forward, dL/d output in closed form for the built-in losses (autograd on a
+        user loss), then the chain rule
         layer by layer (∂L/∂W = δᵀh, ∂L/∂b = Σ_batch δ, δ ← δW, δ ← δ·σ'(h)), written straight
         into the flat gradient.  Same numbers as autograd through the network (tested), without
         building a graph over the network every step."""
         f = flat.detach()
         saved: list = []
         h = self._fast_forward(self.layout.views(f), x, saved)
-        out = h.detach().requires_grad_(True)
-        with torch.enable_grad():
-            L = self._chain_loss(xdim, y)(out, y)
-            (delta,) = torch.autograd.grad(L.sum(), out)
+        r = self.loss_grad(h, y) if (self.loss_grad is not None and y is not None) else None
+        if r is not None:
+            L, delta = r
+        else:
+            out = h.detach().requires_grad_(True)
+            with torch.enable_grad():
+                L = self._chain_loss(xdim, y)(out, y)
+                (delta,) = torch.autograd.grad(L.sum(), out)
         grad = torch.zeros_like(f) if len(self.layout.names) < self._n_fast_params else torch.empty_like(f)
         gv = self.layout.views(grad)
         first_linear = next(i for i, (k, *_) in enumerate(self.fast) if k == "linear")
@@ -453,7 +464,9 @@ def top_hessian_eigenvalue(engine: _Engine, flat0: torch.Tensor, x, y, iters: in
         v /= v.norm()
         lam = 0.0
         for _ in range(iters):
-            (hv,) = torch.autograd.grad(g, w, grad_outputs=v, retain_graph=True, allow_unused=True)
+            # H v as the gradient of the scalar g·v (no grad_outputs: passing a tensor there makes torch
+            # import its symbolic-shape machinery, ≈ 0.4 s once per process)
+            (hv,) = torch.autograd.grad(torch.dot(g, v), w, retain_graph=True, allow_unused=True)
             if hv is None:
                 return 0.0
             lam_new = float(torch.dot(v, hv))
@@ -709,9 +722,12 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     draw_of_step = {}
     for j in range(D):
         draw_of_step[B + 1 + j * K] = j
-    loss_trace = torch.full((C, D), float("nan"), dtype=dtype)
     pair_trace = torch.full((C, D), float("nan"), dtype=dtype) if loss_eval == "two_batch" else None
-    dist_trace = torch.full((C, D), float("nan"), dtype=dtype)
+    # per-draw values stay on the device during the run (no per-draw masking or transfer); chains
+    # that diverge are masked from their divergence step on when the run ends
+    loss_dev = torch.full((D, C), float("nan"), dtype=dtype, device=dev)
+    dist_dev = torch.full((D, C), float("nan"), dtype=dtype, device=dev)
+    draw_steps = np.array(sorted(draw_of_step), dtype=np.int64)
     obs_list: list = [None] * D if observable is not None else []
     pdraws = torch.full((C, D, P), float("nan"), dtype=dtype) if record_params else None
     acc_sum = torch.zeros(C, dtype=dtype, device=dev)
@@ -757,12 +773,12 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
             L, g = engine.loss_and_grad(flat, xb, yb, xdim)
         else:
             L, g = Lcur, gcur
-        # health of the current state (one reduction; NaN/Inf anywhere in L or g makes it non-finite)
-        h = L + g.sum(1)
-        if not bool(torch.isfinite(h).all()):
-            bad = ~torch.isfinite(h)
+        # health of the current state: a NaN/Inf gradient puts NaN/Inf into the next state, whose loss
+        # (checked here one step later) or distance to the centre (runaway check) is then non-finite
+        if not bool(torch.isfinite(L).all()):
+            bad = ~torch.isfinite(L)
             if bool((bad & alive).any()):
-                stop(bad, s, "loss or gradient became NaN/Inf")
+                stop(bad, s, "loss became NaN/Inf (or the gradient did at the step before)")
                 all_alive = False
         step_loss_dev[s] = L if all_alive else torch.where(alive, L, torch.nan)
         j = draw_of_step.get(s)
@@ -770,7 +786,7 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
             Lrec = L
             if loss_eval == "full" and sampler == "sgld":
                 Lrec = engine.full_loss(flat, src, chunk_size)
-            loss_trace[:, j] = torch.where(alive, Lrec, torch.nan).cpu()
+            loss_dev[j] = Lrec
             if pair_trace is not None:
                 xb2, yb2, xdim2 = src.next_batch()
                 with torch.no_grad():
@@ -779,7 +795,7 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
             if d2_cur is None:
                 dfc = flat - c
                 d2_cur = torch.linalg.vecdot(dfc, dfc)
-            dist_trace[:, j] = torch.where(alive, d2_cur, torch.nan).cpu()
+            dist_dev[j] = d2_cur
             if observable is not None:
                 o = eval_obs(flat)
                 o = torch.where(alive[:, None], o, torch.nan)
@@ -840,7 +856,10 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
             if s % radius_every == 0 or (s + 1) in draw_of_step:
                 dfc = new - c
                 d2 = d2_cur = torch.linalg.vecdot(dfc, dfc)
-                runaway = ~torch.isfinite(d2) | (d2 > radius2)
+                nonfinite = ~torch.isfinite(d2)
+                if bool((nonfinite & alive).any()):
+                    stop(nonfinite, s + 1, "weights became NaN/Inf (NaN/Inf gradient)")
+                runaway = d2 > radius2
                 if bool((runaway & alive).any()):
                     stop(runaway, s + 1, f"‖w − center‖² exceeded {radius2:.3g} (runaway: lr too large for the curvature "
                                          f"met, or localization too weak)")
@@ -856,6 +875,11 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     if pbar is not None:
         pbar.close()
     step_loss = step_loss_dev[:s + 1].T.cpu()
+    # a chain stopped at step s_c contributes no draw at or after s_c
+    dead_after = torch.as_tensor(np.where(div_step >= 0, div_step, np.iinfo(np.int64).max))
+    keep = torch.as_tensor(draw_steps)[None, :] < dead_after[:, None]            # (C, D)
+    loss_trace = torch.where(keep, loss_dev.T.cpu(), torch.nan)
+    dist_trace = torch.where(keep, dist_dev.T.cpu(), torch.nan)
 
     diverged = div_step >= 0
     if diverged.any():
