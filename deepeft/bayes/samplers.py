@@ -793,8 +793,7 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                     L2 = engine.losses(flat, xb2, yb2, xdim2)
                 pair_trace[:, j] = torch.where(alive, L2, torch.nan).cpu()
             if d2_cur is None:
-                dfc = flat - c
-                d2_cur = torch.linalg.vecdot(dfc, dfc)
+                d2_cur = torch.linalg.vector_norm(flat - c, dim=-1).square()
             dist_dev[j] = d2_cur
             if observable is not None:
                 o = eval_obs(flat)
@@ -854,8 +853,7 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                     gcur = torch.where(accept[:, None], gnew, gcur)
             d2_cur = None  # ‖w − c‖² of the next state, computed at most once per step (runaway check + distance trace)
             if s % radius_every == 0 or (s + 1) in draw_of_step:
-                dfc = new - c
-                d2 = d2_cur = torch.linalg.vecdot(dfc, dfc)
+                d2 = d2_cur = torch.linalg.vector_norm(new - c, dim=-1).square()
                 nonfinite = ~torch.isfinite(d2)
                 if bool((nonfinite & alive).any()):
                     stop(nonfinite, s + 1, "weights became NaN/Inf (NaN/Inf gradient)")
