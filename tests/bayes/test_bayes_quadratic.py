@@ -75,3 +75,23 @@ def test_zero_localization_gives_half_dimension():
     ok, msg = within(res.llc_mean, res.llc_se, truth)
     assert ok, msg
     assert truth == pytest.approx(2.5, rel=0.06)
+
+
+def test_top_hessian_eigenvalue_lanczos():
+    from deepeft.bayes.samplers import _Engine, select_parameters, top_hessian_eigenvalue
+
+    def top(K, w0):
+        m = Potential(K, w0)
+        lay = select_parameters(m)
+        return top_hessian_eigenvalue(_Engine(m, lay, mean_loss), lay.flatten(dict(m.named_parameters())), dummy_data(), None)
+
+    assert top(lambda w: 0.5 * (H * w * w).sum(), torch.zeros(5)) == pytest.approx(8.0, rel=1e-10)
+    assert top(lambda w: 0.5 * (-9 * w[0] ** 2 + w[1] ** 2), torch.zeros(2)) == pytest.approx(9.0, rel=1e-10)  # |largest|
+    assert top(lambda w: (w ** 4).sum(), torch.zeros(3)) == 0.0
+    # dense 300-d quadratic with a clustered top of the spectrum and a rank-deficient one
+    g = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(300, 300, generator=g, dtype=torch.float64))
+    for ev in (torch.linspace(0.0, 10.0, 300, dtype=torch.float64),
+               torch.cat([torch.zeros(290, dtype=torch.float64), torch.linspace(1.0, 3.0, 10, dtype=torch.float64)])):
+        A = (Q * ev) @ Q.T
+        assert top(lambda w: 0.5 * w @ A @ w, torch.zeros(300)) == pytest.approx(float(ev.max()), rel=2e-3)
