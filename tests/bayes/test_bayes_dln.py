@@ -36,6 +36,7 @@ def check(res, lam, rel=0.05, gibbs=None):
         f"λ̂ = {res.llc_mean:.4g} ± {res.llc_se:.2g} vs Aoyagi λ = {lam} (signed error {100 * err / lam:+.2f} %)")
     assert res.llc_se < 0.03 * lam  # the comparison is resolved, not drowned in noise
     assert not any(res.diagnostics["diverged"])
+    assert res.diagnostics["rhat"] < 1.1, f"chains not mixed (R̂ = {res.diagnostics['rhat']:.3f})"
     if gibbs is not None:
         d = res.llc_mean - gibbs.llc_mean
         s = (res.llc_se ** 2 + gibbs.llc_se ** 2) ** 0.5
