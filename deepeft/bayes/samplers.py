@@ -371,8 +371,8 @@ class _Engine:
             with torch.enable_grad():
                 L = self._chain_loss(xdim, y)(out, y)
                 (delta,) = torch.autograd.grad(L.sum(), out)
-        grad = torch.zeros_like(f) if len(self.layout.names) < self._n_fast_params else torch.empty_like(f)
-        gv = self.layout.views(grad)
+        index = self.layout.index
+        parts: list = [None] * len(self.layout.names)
         first_linear = next(i for i, (k, *_) in enumerate(self.fast) if k == "linear")
         for i in range(len(self.fast) - 1, first_linear - 1, -1):
             kind, mod, wname, bname = self.fast[i]
@@ -381,12 +381,15 @@ class _Engine:
                 delta = delta * _activation_derivative(mod, hin, a)
                 continue
             hin, W = saved[i]
-            if wname in gv:
-                gv[wname].copy_(torch.matmul(delta.transpose(-1, -2), hin))
-            if bname is not None and bname in gv:
-                gv[bname].copy_(delta.sum(-2))
+            if wname in index:
+                parts[index[wname]] = torch.matmul(delta.transpose(-1, -2), hin)
+            if bname is not None and bname in index:
+                parts[index[bname]] = delta.sum(-2)
             if i > first_linear:
                 delta = torch.matmul(delta, W)
+        C = f.shape[0]
+        # every sampled tensor of a plain Sequential is a Linear weight or bias, so every part is set
+        grad = torch.cat([p_.reshape(C, -1) for p_ in parts], dim=-1)
         return L.detach(), grad
 
     def _fast_ok(self, flat, x, xdim):
