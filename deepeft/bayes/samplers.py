@@ -803,7 +803,7 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
             if bool((bad & alive).any()):
                 stop(bad, s, "loss became NaN/Inf (or the gradient did at the step before)")
                 all_alive = False
-        step_loss_dev[s] = L if all_alive else torch.where(alive, L, torch.nan)
+        step_loss_dev[s] = L  # chains that are stopped are masked when the run ends
         j = draw_of_step.get(s)
         if j is not None:
             Lrec = L
@@ -875,11 +875,14 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                     Lcur = torch.where(accept, Lnew, Lcur)
                     gcur = torch.where(accept[:, None], gnew, gcur)
             d2_cur = None  # ‖w − c‖² of the next state, computed at most once per step (runaway check + distance trace)
-            if s % radius_every == 0 or (s + 1) in draw_of_step:
-                d2 = d2_cur = torch.linalg.vector_norm(new - c, dim=-1).square()
+            if (s + 1) in draw_of_step:
+                d2_cur = torch.linalg.vector_norm(new - c, dim=-1).square()
+            if s % radius_every == 0:
+                d2 = d2_cur = d2_cur if d2_cur is not None else torch.linalg.vector_norm(new - c, dim=-1).square()
                 nonfinite = ~torch.isfinite(d2)
                 if bool((nonfinite & alive).any()):
                     stop(nonfinite, s + 1, "weights became NaN/Inf (NaN/Inf gradient)")
+                    all_alive = False
                 runaway = d2 > radius2
                 if bool((runaway & alive).any()):
                     stop(runaway, s + 1, f"‖w − center‖² exceeded {radius2:.3g} (runaway: lr too large for the curvature "
@@ -895,9 +898,9 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
             pbar.update(1)
     if pbar is not None:
         pbar.close()
-    step_loss = step_loss_dev[:s + 1].T.cpu()
-    # a chain stopped at step s_c contributes no draw at or after s_c
+    # a chain stopped at step s_c contributes no step loss and no draw at or after s_c
     dead_after = torch.as_tensor(np.where(div_step >= 0, div_step, np.iinfo(np.int64).max))
+    step_loss = torch.where(torch.arange(s + 1)[None, :] < dead_after[:, None], step_loss_dev[:s + 1].T.cpu(), torch.nan)
     keep = torch.as_tensor(draw_steps)[None, :] < dead_after[:, None]            # (C, D)
     loss_trace = torch.where(keep, loss_dev.T.cpu(), torch.nan)
     dist_trace = torch.where(keep, dist_dev.T.cpu(), torch.nan)
