@@ -125,7 +125,8 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
             raise ParameterError("input_cov", "has a negative eigenvalue", "a symmetric positive semi-definite matrix")
 
     def product(Ws, lo, hi):
-        """W_hi ⋯ W_(lo+1) (factors lo … hi−1, 0-based) as a (C, H_hi, H_lo) batch."""
+        """The product of factors lo … hi−1 (0-based; later factors on the left), a (C, H_hi, H_lo) batch;
+        the identity when lo = hi."""
         P = torch.eye(H[lo], dtype=dtype, device=dev).expand(C, H[lo], H[lo])
         for j in range(lo, hi):
             P = Ws[j] @ P
