@@ -75,7 +75,7 @@ def rank_r_factors(widths: Sequence[int], rank: int) -> list[np.ndarray]:
 def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *, rank: int = 0,
               center: Sequence | None = None, input_cov=None, num_chains: int = 8, num_sweeps: int = 2000,
               num_burnin_sweeps: int | None = None, init: str = "center", seed: int = 0,
-              device="cpu", dtype=torch.float64) -> DLNGibbsResult:
+              device="cpu", dtype=torch.float64, progress: bool = False) -> DLNGibbsResult:
     """Exact finite-nβ λ̂ of a deep linear network by blocked Gibbs sampling (module docstring).
 
     widths: [H_0 (input), …, H_L (output)].  rank / center: the true point w* — by default the
@@ -84,7 +84,8 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
     default I, i.e. whitened inputs).  init: 'center' (chains start at w*, as the LLC samplers do)
     or 'prior' (a draw from the localisation Gaussian around w*).  The first ``num_burnin_sweeps``
     (default num_sweeps // 4) sweeps are discarded; λ̂'s standard error is sd(trace)/√ESS of the
-    pooled trace (and at least the spread of the per-chain means over √chains).
+    pooled trace (and at least the spread of the per-chain means over √chains).  ``progress=True``
+    shows a progress bar over sweeps.
     """
     H, r = check_dln(widths, rank)
     t = check_positive("nbeta", nbeta)
@@ -146,7 +147,14 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
         return 0.5 * t * torch.einsum("cij,jk,cik->c", D, Sig, D)
 
     kept = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=S, desc=f"Gibbs {C} chains", unit="sweep", leave=False)
     for s in range(S):
+        if bar is not None:
+            bar.update(1)
         for i in range(L):
             A = product(Ws, i + 1, L)                      # (C, H_L, H_(i+1))
             Bm = product(Ws, 0, i)                         # (C, H_i, H_0)
@@ -160,6 +168,8 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
             Ws[i] = U @ (h / Lam + xi / Lam.sqrt()) @ V.transpose(1, 2)
         if s >= Bn:
             kept.append(energy(Ws))
+    if bar is not None:
+        bar.close()
     tr = torch.stack(kept, 1).cpu().numpy()
     per = tr.mean(1)
     e = ess(tr)

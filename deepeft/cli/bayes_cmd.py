@@ -269,7 +269,7 @@ def cmd_dln_gibbs(args) -> int:
     from ..bayes import dln_gibbs
 
     res = dln_gibbs(args.widths, args.nbeta, args.localization, rank=args.rank, num_chains=args.chains,
-                    num_sweeps=args.sweeps, seed=args.seed)
+                    num_sweeps=args.sweeps, seed=args.seed, progress=not (args.json or args.no_progress))
     payload = {"widths": res.widths, "rank": res.rank, "nbeta": res.nbeta, "localization": res.localization,
                "llc_mean": res.llc_mean, "llc_se": res.llc_se, "llc_per_chain": res.llc_per_chain.tolist(),
                "rhat": res.rhat, "ess": res.ess, "aoyagi_lambda": res.aoyagi_lambda,
@@ -351,6 +351,7 @@ def register(subparsers) -> None:
     gb.add_argument("--sweeps", type=int, default=2000)
     gb.add_argument("--seed", type=int, default=0)
     gb.add_argument("--json", action="store_true")
+    gb.add_argument("--no-progress", action="store_true")
     gb.set_defaults(func=cmd_dln_gibbs)
 
     def _bayes_help(args):
