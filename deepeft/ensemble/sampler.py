@@ -157,6 +157,16 @@ class LayerState:
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
+def _forget_pool() -> None:
+    """A forked child has none of the parent's threads: it must build its own pool."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _fill_pool() -> ThreadPoolExecutor | None:
     """Threads for filling RNG blocks in parallel on CPU (as many as torch's intra-op threads)."""
     global _POOL
