@@ -761,6 +761,11 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     coef_g = -(half_lr * nb_t)                     # (C, 1)
     coef_w = 1.0 - half_lr * gamma                 # (C, 1)
     c_term = (half_lr * gamma) * c                 # (C, P), constant over steps
+    # one ε and one nβ for every chain (the usual case): scalar coefficients, and the √ε scaling is
+    # drawn with the noise (normal_(0, √ε): the same numbers as √ε·randn)
+    uniform = nb_uniform and all(v == lrs[0] for v in lrs)
+    if uniform:
+        s_lr, s_g, s_w = math.sqrt(lrs[0]), -0.5 * lrs[0] * nb, 1.0 - 0.5 * lrs[0] * gamma
 
     pbar = None
     if progress:
@@ -827,8 +832,19 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
         if s == last_draw:
             break
         with torch.no_grad():
-            noise = torch.randn((C, P), generator=gen, device=dev, dtype=dtype)
-            if rms or sampler == "mala" or mala_every:
+            fused = uniform and not (rms or sampler == "mala" or mala_every)
+            if fused:
+                noise = torch.empty((C, P), device=dev, dtype=dtype).normal_(0.0, s_lr, generator=gen)
+            else:
+                noise = torch.randn((C, P), generator=gen, device=dev, dtype=dtype)
+            if fused:
+                # w − (ε/2)(nβ g + γ(w − c)) + √ε ξ = (1 − εγ/2) w + (εγ/2) c − (εnβ/2) g + √ε ξ, in place
+                new = noise.add_(g, alpha=s_g)
+                if gamma > 0:
+                    new.add_(flat, alpha=s_w).add_(c_term)
+                else:
+                    new.add_(flat)
+            elif rms or sampler == "mala" or mala_every:
                 gl = nb_t * g
                 drift = gl + gamma * (flat - c) if gamma > 0 else gl
                 if rms:
