@@ -82,6 +82,11 @@ class LLCResult:
             f"trace drift z = {d.get('drift_z', float('nan')):.2f}"
             + (f", MALA acceptance = {np.nanmean(d['mala_acceptance']):.3f}" if d.get("mala_acceptance") is not None else ""),
         ]
+        ex = d.get("extrapolation")
+        if ex:
+            lines.append(f"  step-size extrapolation: λ̂(lr = {ex['lr']:.3g}) = {ex['llc_lr']:.4g} ± {ex['llc_se_lr']:.2g}, "
+                         f"λ̂(lr/2) = {ex['llc_half_lr']:.4g} ± {ex['llc_se_half_lr']:.2g}; estimated bias at lr "
+                         f"{ex['estimated_bias_at_lr']:+.3g}")
         if any(d["diverged"]):
             lines.append(f"  DIVERGED chains: {[i for i, v in enumerate(d['diverged']) if v]} — {d['divergence_reason']}")
         for w in d.get("warnings", []):
