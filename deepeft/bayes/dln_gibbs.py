@@ -125,13 +125,7 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
         if float(torch.linalg.eigvalsh(Sig)[0]) < -1e-10 * float(Sig.abs().max()):
             raise ParameterError("input_cov", "has a negative eigenvalue", "a symmetric positive semi-definite matrix")
 
-    def product(Ws, lo, hi):
-        """The product of factors lo … hi−1 (0-based; later factors on the left), a (C, H_hi, H_lo) batch;
-        the identity when lo = hi."""
-        P = torch.eye(H[lo], dtype=dtype, device=dev).expand(C, H[lo], H[lo])
-        for j in range(lo, hi):
-            P = Ws[j] @ P
-        return P
+    eye = [torch.eye(h, dtype=dtype, device=dev).expand(C, h, h) for h in H]
 
     Pstar = Wstar[0]
     for j in range(1, L):
@@ -142,10 +136,6 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
     else:
         Ws = [W + torch.randn((C, *W.shape), generator=gen, dtype=dtype, device=dev) / math.sqrt(gamma) for W in Wstar]
 
-    def energy(Ws):
-        D = product(Ws, 0, L) - Pstar
-        return 0.5 * t * torch.einsum("cij,jk,cik->c", D, Sig, D)
-
     kept = []
     bar = None
     if progress:
@@ -155,19 +145,26 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
     for s in range(S):
         if bar is not None:
             bar.update(1)
+        # A_i = W_(L−1) ⋯ W_(i+1) from the factors above i (not yet redrawn in this ascending sweep),
+        # B = W_(i−1) ⋯ W_0 from the ones already redrawn: O(L) products per sweep
+        above = [eye[L]] * L
+        for i in range(L - 2, -1, -1):
+            above[i] = above[i + 1] @ Ws[i + 1]
+        Bm = eye[0]
         for i in range(L):
-            A = product(Ws, i + 1, L)                      # (C, H_L, H_(i+1))
-            Bm = product(Ws, 0, i)                         # (C, H_i, H_0)
+            A = above[i]                                   # (C, H_L, H_(i+1))
             a, U = torch.linalg.eigh(A.transpose(1, 2) @ A)
-            BS = Bm @ Sig
+            BS = Bm @ Sig                                  # Bm: (C, H_i, H_0)
             b, V = torch.linalg.eigh(BS @ Bm.transpose(1, 2))
             Lam = t * a.clamp_min(0).unsqueeze(-1) * b.clamp_min(0).unsqueeze(-2) + gamma
             lin = t * (A.transpose(1, 2) @ Pstar @ BS.transpose(1, 2)) + gamma * Wstar[i]
             h = U.transpose(1, 2) @ lin @ V
             xi = torch.randn(Lam.shape, generator=gen, dtype=dtype, device=dev)
             Ws[i] = U @ (h / Lam + xi / Lam.sqrt()) @ V.transpose(1, 2)
+            Bm = Ws[i] @ Bm
         if s >= Bn:
-            kept.append(energy(Ws))
+            D = Bm - Pstar                                 # Bm is now the whole product P
+            kept.append(0.5 * t * torch.einsum("cij,jk,cik->c", D, Sig, D))
     if bar is not None:
         bar.close()
     tr = torch.stack(kept, 1).cpu().numpy()

@@ -262,6 +262,11 @@ def _sequential_plan(model: nn.Module):
     return plan if any(k == "linear" for k, *_ in plan) else None
 
 
+def _axpy(y: torch.Tensor, x: torch.Tensor, a) -> torch.Tensor:
+    """y += a·x in place, for a scalar a or a per-chain (C, 1) tensor a."""
+    return y.add_(x, alpha=a) if isinstance(a, float) else y.addcmul_(x, a)
+
+
 def _activation_derivative(mod: nn.Module, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """σ'(h) of an elementwise activation module (a = σ(h)); closed forms where cheap, else autograd
     of the elementwise op (the derivative of Σσ(h) is σ'(h) elementwise)."""
@@ -298,7 +303,6 @@ class _Engine:
         self._vm = {}
         self._vm_loss = {}
         self.fast = _sequential_plan(model)
-        self._n_fast_params = sum(1 for _ in model.parameters())
         self.loss_grad = LOSS_GRADS.get(loss_fn)  # closed-form (L, dL/d out) of a built-in loss
 
     def batched(self, xdim):
@@ -761,11 +765,11 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     coef_g = -(half_lr * nb_t)                     # (C, 1)
     coef_w = 1.0 - half_lr * gamma                 # (C, 1)
     c_term = (half_lr * gamma) * c                 # (C, P), constant over steps
-    # one ε and one nβ for every chain (the usual case): scalar coefficients, and the √ε scaling is
-    # drawn with the noise (normal_(0, √ε): the same numbers as √ε·randn)
+    # one ε and one nβ for every chain (the usual case): scalar coefficients, else one per chain
     uniform = nb_uniform and all(v == lrs[0] for v in lrs)
-    if uniform:
-        s_lr, s_g, s_w = math.sqrt(lrs[0]), -0.5 * lrs[0] * nb, 1.0 - 0.5 * lrs[0] * gamma
+    s_lr = math.sqrt(lrs[0])
+    c_g = -0.5 * lrs[0] * nb if uniform else coef_g
+    c_w = 1.0 - 0.5 * lrs[0] * gamma if uniform else coef_w
 
     pbar = None
     if progress:
@@ -832,19 +836,8 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
         if s == last_draw:
             break
         with torch.no_grad():
-            fused = uniform and not (rms or sampler == "mala" or mala_every)
-            if fused:
-                noise = torch.empty((C, P), device=dev, dtype=dtype).normal_(0.0, s_lr, generator=gen)
-            else:
+            if rms or sampler == "mala" or mala_every:
                 noise = torch.randn((C, P), generator=gen, device=dev, dtype=dtype)
-            if fused:
-                # w − (ε/2)(nβ g + γ(w − c)) + √ε ξ = (1 − εγ/2) w + (εγ/2) c − (εnβ/2) g + √ε ξ, in place
-                new = noise.add_(g, alpha=s_g)
-                if gamma > 0:
-                    new.add_(flat, alpha=s_w).add_(c_term)
-                else:
-                    new.add_(flat)
-            elif rms or sampler == "mala" or mala_every:
                 gl = nb_t * g
                 drift = gl + gamma * (flat - c) if gamma > 0 else gl
                 if rms:
@@ -854,11 +847,15 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                 else:
                     new = flat - half_lr * drift + sqrt_lr * noise
             else:
-                # fused, in place on the noise buffer (no temporaries):
+                # in place on the noise buffer (no temporaries):
                 # w − (ε/2)(nβ g + γ(w − c)) + √ε ξ = (1 − εγ/2) w + (εγ/2) c − (εnβ/2) g + √ε ξ
-                new = noise.mul_(sqrt_lr).addcmul_(g, coef_g)
+                if uniform:  # √ε drawn with the noise: normal_(0, √ε) gives the same numbers as √ε·randn
+                    new = torch.empty((C, P), device=dev, dtype=dtype).normal_(0.0, s_lr, generator=gen)
+                else:
+                    new = torch.randn((C, P), generator=gen, device=dev, dtype=dtype).mul_(sqrt_lr)
+                _axpy(new, g, c_g)
                 if gamma > 0:
-                    new.addcmul_(flat, coef_w).add_(c_term)
+                    _axpy(new, flat, c_w).add_(c_term)
                 else:
                     new.add_(flat)
             if sampler == "mala" or (mala_every and s % mala_every == 0):
