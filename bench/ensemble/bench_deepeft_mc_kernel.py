@@ -7,8 +7,8 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
+from mc_kernel_common import add_network_args, unit_inputs
 
 from deepeft.core.spec import MLPSpec
 from deepeft.ensemble import measure
@@ -16,17 +16,12 @@ from deepeft.ensemble import measure
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--width", type=int, default=512)
-    ap.add_argument("--depth", type=int, default=5)
-    ap.add_argument("--n-inputs", type=int, default=100)
-    ap.add_argument("--input-dim", type=int, default=8)
+    add_network_args(ap)
     ap.add_argument("--ensemble", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     spec = MLPSpec.make("erf", a.depth, a.width, a.input_dim, C_W=1.0, C_b=0.0)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((a.n_inputs, a.input_dim))
-    x *= np.sqrt(a.input_dim) / np.linalg.norm(x, axis=1, keepdims=True)
+    x = unit_inputs(a.n_inputs, a.input_dim)
     for method in ("gaussian", "weights"):
         for dtype in ("float32", "float64"):
             # warm-up with the timed shapes (neural-tangents' warm call also reuses its compiled shapes)

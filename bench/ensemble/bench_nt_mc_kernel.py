@@ -12,17 +12,14 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 import neural_tangents as nt  # noqa: E402
+from mc_kernel_common import add_network_args, unit_inputs  # noqa: E402
 from neural_tangents import stax  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--width", type=int, default=512)
-    ap.add_argument("--depth", type=int, default=5)
-    ap.add_argument("--n-inputs", type=int, default=100)
-    ap.add_argument("--input-dim", type=int, default=8)
+    add_network_args(ap)
     ap.add_argument("--n-samples", type=int, default=16)
     ap.add_argument("--implementation", type=int, default=1)
     ap.add_argument("--x64", action="store_true")
@@ -35,9 +32,7 @@ def main():
         layers += [stax.Dense(a.width, W_std=1.0, b_std=None), stax.Erf()]
     layers += [stax.Dense(1, W_std=1.0, b_std=None)]
     init_fn, apply_fn, _ = stax.serial(*layers)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((a.n_inputs, a.input_dim))
-    x *= np.sqrt(a.input_dim) / np.linalg.norm(x, axis=1, keepdims=True)
+    x = unit_inputs(a.n_inputs, a.input_dim)
     x = jax.numpy.asarray(x)
     key = jax.random.PRNGKey(0)
     # warm-up (compilation) with the same shapes, then the timed run

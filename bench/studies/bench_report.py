@@ -8,20 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-STUDY = """
-[study]
-name = "bench500"
-[inputs]
-n_inputs = 2
-input_dim = 4
-[grid]
-activation = ["tanh", "relu", "gelu", "erf", "silu"]
-width = [8, 16, 32, 64, 128]
-depth = [4, 8, 12, 16, 24]
-seed = [0, 1, 2, 3]
-C_b = 0.0
-C_W = 1.0
-"""
+STUDY = Path(__file__).resolve().parents[2] / "examples" / "report500.toml"
 
 
 def main(repeats: int = 3) -> dict:
@@ -30,10 +17,8 @@ def main(repeats: int = 3) -> dict:
     from deepeft.studies.points import synthetic_point
 
     with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "bench500.toml"
-        p.write_text(STUDY)
         t0 = time.perf_counter()
-        s = run_study(p, Path(d) / "out", point_fn=synthetic_point, progress=False)
+        s = run_study(STUDY, Path(d) / "out", point_fn=synthetic_point, progress=False)
         run_s = time.perf_counter() - t0
         times, cpu = [], []
         for _ in range(repeats):

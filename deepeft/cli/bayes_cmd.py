@@ -132,10 +132,24 @@ def _resolve_lr(args, model, data, loss):
         if not args.json:
             print(cal.summary(), file=sys.stderr)
         return cal.lr, cal
+    return _lr_number(args), None
+
+
+def _lr_number(args) -> float:
     try:
-        return float(args.lr), None
+        return float(args.lr)
     except ValueError:
         raise ParameterError("--lr", args.lr, "a positive number or 'auto'") from None
+
+
+def _temperature_kwargs(args, keep_localization: bool = False) -> tuple[dict, float | None]:
+    """Sampler keyword arguments for the commands that set nβ themselves (and, for WBIC / TI, sample the
+    prior-weighted posterior without localisation), and ``--lr`` (None for 'auto': the routine calibrates)."""
+    kw = _sampler_kwargs(args)
+    kw.pop("nbeta", None)
+    if not keep_localization:
+        kw.pop("localization")
+    return kw, (None if str(args.lr).lower() == "auto" else _lr_number(args))
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -173,10 +187,7 @@ def cmd_wbic(args) -> int:
     from ..bayes import wbic
 
     model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
-    kw = _sampler_kwargs(args)
-    kw.pop("localization")
-    kw.pop("nbeta", None)
-    lr = None if str(args.lr).lower() == "auto" else float(args.lr)
+    kw, lr = _temperature_kwargs(args)
     res = wbic(model, data, loss, prior_precision=args.prior_precision, lr=lr, **kw)
     _emit(args, res.to_dict(), f"WBIC = {res.value:.6g} ± {res.se:.2g}")
     return 0
@@ -186,11 +197,8 @@ def cmd_ti(args) -> int:
     from ..bayes import thermodynamic_integration
 
     model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
-    kw = _sampler_kwargs(args)
-    kw.pop("localization")
-    kw.pop("nbeta", None)
+    kw, lr = _temperature_kwargs(args)
     chains = kw.pop("num_chains")
-    lr = None if str(args.lr).lower() == "auto" else float(args.lr)
     res = thermodynamic_integration(model, data, loss, prior_precision=args.prior_precision, lr=lr,
                                     n_betas=args.n_betas, chains_per_temperature=chains, **kw)
     _emit(args, res.to_dict(), f"F_n = {res.value:.6g} ± {res.se:.2g} (MC) ± {res.quadrature_error:.2g} (quadrature)")
@@ -201,10 +209,8 @@ def cmd_beta_sweep(args) -> int:
     from ..bayes import beta_sweep, plot_beta_sweep
 
     model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
-    kw = _sampler_kwargs(args)
-    kw.pop("nbeta", None)
+    kw, lr = _temperature_kwargs(args, keep_localization=True)
     chains = kw.pop("num_chains")
-    lr = None if str(args.lr).lower() == "auto" else float(args.lr)
     res = beta_sweep(model, data, loss, nbetas=args.nbetas, chains_per_temperature=chains, lr=lr, **kw)
     payload = res.to_dict()
     lines = ["nβ          λ̂(β)              C(β)"]

@@ -67,3 +67,11 @@ def test_aoyagi_and_dln_gibbs(capsys):
     assert abs(g["llc_mean"] - 7.80) < 4 * g["llc_se"] + 0.01
     assert main(["bayes", "dln-gibbs", "5", "4", "5", "--nbeta", "-1"]) == 2
     assert "nbeta" in capsys.readouterr().err
+
+
+def test_temperature_commands_reject_a_bad_lr(saved_dln, capsys):
+    m, d = saved_dln
+    for cmd in (["bayes", "wbic", m, "--prior-precision", "1"], ["bayes", "ti", m, "--prior-precision", "1"],
+                ["bayes", "beta-sweep", m]):
+        assert main([*cmd, "--data", d, "--lr", "abc"]) == 2
+        assert "--lr" in capsys.readouterr().err

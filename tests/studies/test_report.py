@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
 import subprocess
 import sys
@@ -99,21 +100,7 @@ def test_report_renders_in_chromium(real_store, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_report_time_500_points(tmp_path):
-    p = tmp_path / "big.toml"
-    p.write_text("""
-[study]
-name = "big"
-[inputs]
-n_inputs = 2
-input_dim = 4
-[grid]
-activation = ["tanh", "relu", "gelu", "erf", "silu"]
-width = [8, 16, 32, 64, 128]
-depth = [4, 8, 12, 16, 24]
-seed = [0, 1, 2, 3]
-C_b = 0.0
-C_W = 1.0
-""")
+    p = Path(__file__).resolve().parents[2] / "examples" / "report500.toml"
     s = run_study(p, tmp_path / "o", point_fn=synthetic_point, threads=2, progress=False)
     assert s.computed == 500
     t0 = time.perf_counter()
