@@ -125,14 +125,20 @@ def _resolve_lr(args, model, data, loss):
     if str(args.lr).lower() == "auto":
         from ..bayes import calibrate
 
-        kw = _sampler_kwargs(args)
-        for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "sampler"):
-            kw.pop(k, None)
-        cal = calibrate(model, data, loss, **kw)
+        cal = calibrate(model, data, loss, **_pilot_kwargs(args))
         if not args.json:
             print(cal.summary(), file=sys.stderr)
         return cal.lr, cal
     return _lr_number(args), None
+
+
+def _pilot_kwargs(args) -> dict:
+    """Sampler keyword arguments for routines that choose chains, draws and burn-in themselves
+    (calibrate, degrade)."""
+    kw = _sampler_kwargs(args)
+    for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "sampler"):
+        kw.pop(k, None)
+    return kw
 
 
 def _lr_number(args) -> float:
@@ -175,10 +181,7 @@ def cmd_calibrate(args) -> int:
     from ..bayes import calibrate
 
     model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
-    kw = _sampler_kwargs(args)
-    for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "sampler"):
-        kw.pop(k, None)
-    cal = calibrate(model, data, loss, num_steps=args.pilot_steps, **kw)
+    cal = calibrate(model, data, loss, num_steps=args.pilot_steps, **_pilot_kwargs(args))
     _emit(args, cal.to_dict(), cal.summary())
     return 0
 
@@ -243,11 +246,10 @@ def cmd_degrade(args) -> int:
     from ..bayes import degrade
 
     model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
-    kw = _sampler_kwargs(args)
-    for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "nbeta", "sampler"):
-        kw.pop(k, None)
+    kw = _pilot_kwargs(args)
+    kw.pop("nbeta", None)
     res = degrade(model, data, loss, target_delta_loss=args.target_delta_loss, nbeta=args.nbeta,
-                  num_models=args.num_models, lr=float(args.lr), num_steps=args.steps, **kw)
+                  num_models=args.num_models, lr=_lr_number(args), num_steps=args.steps, **kw)
     os.makedirs(args.out_dir, exist_ok=True)
     paths = []
     for i, m in enumerate(res.models):
