@@ -87,14 +87,33 @@ def _xent_grad(out: torch.Tensor, y: torch.Tensor):
 LOSS_GRADS: dict[Callable, Callable] = {_gaussian_nll: _gaussian_nll_grad, _mse: _mse_grad, _xent: _xent_grad}
 
 
+def _standard_torch_loss(loss_fn: Any) -> Callable | None:
+    """The built-in equal to a standard torch loss passed as a callable (so it gets the closed-form
+    output gradient): ``F.mse_loss`` / ``nn.MSELoss()`` and ``F.cross_entropy`` /
+    ``nn.CrossEntropyLoss()`` with their default arguments; else None."""
+    F = torch.nn.functional
+    if loss_fn is F.mse_loss:
+        return _mse
+    if loss_fn is F.cross_entropy:
+        return _xent
+    if type(loss_fn) is nn.MSELoss and loss_fn.reduction == "mean":
+        return _mse
+    if (type(loss_fn) is nn.CrossEntropyLoss and loss_fn.reduction == "mean" and loss_fn.weight is None
+            and loss_fn.ignore_index == -100 and loss_fn.label_smoothing == 0.0):
+        return _xent
+    return None
+
+
 def resolve_loss(loss_fn: Any) -> Callable:
+    """A built-in loss name, or a callable ``(output, target) -> scalar``; standard torch losses
+    with default arguments resolve to the equal built-in."""
     if isinstance(loss_fn, str):
         if loss_fn not in LOSSES:
             raise ParameterError("loss_fn", loss_fn, f"one of {sorted(LOSSES)} or a callable (output, target) -> scalar")
         return LOSSES[loss_fn]
     if not callable(loss_fn):
         raise ParameterError("loss_fn", loss_fn, f"one of {sorted(LOSSES)} or a callable (output, target) -> scalar")
-    return loss_fn
+    return _standard_torch_loss(loss_fn) or loss_fn
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -169,10 +188,13 @@ class InMemoryData:
         if self.full_batch:
             return self.x, self.y, None  # shared, in_dims None
         if self._pos + self.b > self.n:
-            # new epoch: an independent permutation per chain
-            self._perm = torch.stack([torch.randperm(self.n, generator=self.g, device=self.device) for _ in range(self.C)])
+            # new epoch: an independent permutation per chain, stored as (batches, chains·b) so that
+            # each step's indices are one contiguous row
+            perm = torch.stack([torch.randperm(self.n, generator=self.g, device=self.device) for _ in range(self.C)])
+            nb = self.n // self.b
+            self._perm = perm[:, :nb * self.b].reshape(self.C, nb, self.b).transpose(0, 1).reshape(nb, self.C * self.b)
             self._pos = 0
-        idx = self._perm[:, self._pos:self._pos + self.b].reshape(-1)
+        idx = self._perm[self._pos // self.b]
         self._pos += self.b
         xb = self.x.index_select(0, idx).view(self.C, self.b, *self.x.shape[1:])
         yb = None if self.y is None else self.y.index_select(0, idx).view(self.C, self.b, *self.y.shape[1:])

@@ -303,6 +303,8 @@ class _Engine:
         self._vm = {}
         self._vm_loss = {}
         self.fast = _sequential_plan(model)
+        if self.fast is not None:
+            self._first_linear = next(i for i, (k, *_) in enumerate(self.fast) if k == "linear")
         self.loss_grad = LOSS_GRADS.get(loss_fn)  # closed-form (L, dL/d out) of a built-in loss
 
     def batched(self, xdim):
@@ -332,14 +334,15 @@ class _Engine:
             W = pdict[wname] if wname in pdict else frozen[wname]
             if saved is not None:
                 saved.append((h, W))
+            batched = h.dim() == 3 and W.dim() == 3  # (chains, batch, in) @ (chains, in, out): bmm, not matmul's dispatch
             if bname is None:
-                h = torch.matmul(h, W.transpose(-1, -2))
+                h = torch.bmm(h, W.mT) if batched else torch.matmul(h, W.mT)
             else:
                 b = pdict[bname] if bname in pdict else frozen[bname]
-                if h.dim() == 3 and W.dim() == 3 and b.dim() == 2:
-                    h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(-1, -2))
+                if batched and b.dim() == 2:
+                    h = torch.baddbmm(b.unsqueeze(1), h, W.mT)
                 else:
-                    h = torch.matmul(h, W.transpose(-1, -2)) + b.unsqueeze(-2)
+                    h = torch.matmul(h, W.mT) + b.unsqueeze(-2)
         return h
 
     def _chain_loss(self, xdim, y):
@@ -357,16 +360,16 @@ class _Engine:
                 return r[0]
         return self._chain_loss(xdim, y)(h, y)
 
-    def _manual_loss_and_grad(self, flat, x, y, xdim):
+    def _manual_loss_and_grad(self, flat, x, y, xdim, views=None):
         """Losses and (chains, P) gradient of a plain ``nn.Sequential`` by explicit backpropagation:
         batched matmuls forward, dL/d output in closed form for the built-in losses (autograd on a
         user loss), then the chain rule
-        layer by layer (∂L/∂W = δᵀh, ∂L/∂b = Σ_batch δ, δ ← δW, δ ← δ·σ'(h)), written straight
-        into the flat gradient.  Same numbers as autograd through the network (tested), without
+        layer by layer (∂L/∂W = δᵀh, ∂L/∂b = Σ_batch δ, δ ← δW, δ ← δ·σ'(h)), concatenated into
+        the flat gradient.  Same numbers as autograd through the network (tested), without
         building a graph over the network every step."""
         f = flat.detach()
         saved: list = []
-        h = self._fast_forward(self.layout.views(f), x, saved)
+        h = self._fast_forward(self.layout.views(f) if views is None else views, x, saved)
         r = self.loss_grad(h, y) if (self.loss_grad is not None and y is not None) else None
         if r is not None:
             L, delta = r
@@ -377,7 +380,7 @@ class _Engine:
                 (delta,) = torch.autograd.grad(L.sum(), out)
         index = self.layout.index
         parts: list = [None] * len(self.layout.names)
-        first_linear = next(i for i, (k, *_) in enumerate(self.fast) if k == "linear")
+        first_linear = self._first_linear
         for i in range(len(self.fast) - 1, first_linear - 1, -1):
             kind, mod, wname, bname = self.fast[i]
             if kind == "act":
@@ -385,16 +388,16 @@ class _Engine:
                 delta = delta * _activation_derivative(mod, hin, a)
                 continue
             hin, W = saved[i]
+            mm = torch.bmm if (delta.dim() == 3 and hin.dim() == 3 and W.dim() == 3) else torch.matmul
             if wname in index:
-                parts[index[wname]] = torch.matmul(delta.transpose(-1, -2), hin)
+                parts[index[wname]] = mm(delta.mT, hin)
             if bname is not None and bname in index:
                 parts[index[bname]] = delta.sum(-2)
             if i > first_linear:
-                delta = torch.matmul(delta, W)
+                delta = mm(delta, W)
         C = f.shape[0]
         # every sampled tensor of a plain Sequential is a Linear weight or bias, so every part is set
-        grad = torch.cat([p_.reshape(C, -1) for p_ in parts], dim=-1)
-        return L.detach(), grad
+        return L.detach(), torch.cat([p_.reshape(C, -1) for p_ in parts], dim=-1)
 
     def _fast_ok(self, flat, x, xdim):
         return (self.fast is not None and flat.dim() == 2
@@ -408,8 +411,9 @@ class _Engine:
     def losses(self, flat, x, y, xdim):
         return self._losses_dict(self.layout.views(flat), flat, x, y, xdim)
 
-    def loss_and_grad(self, flat, x, y, xdim):
-        """Per-chain losses and the (chains, P) gradient.
+    def loss_and_grad(self, flat, x, y, xdim, views=None):
+        """Per-chain losses and the (chains, P) gradient (``views``: ``layout.views(flat)``, if
+        the caller keeps them).
 
         The parameters enter as leaf tensors that are views of (a detached alias of) ``flat`` —
         no copy — and the gradient is differentiated with respect to those leaves and concatenated
@@ -417,7 +421,7 @@ class _Engine:
         (chains, P) tensor per parameter).
         """
         if self._fast_ok(flat, x, xdim):
-            return self._manual_loss_and_grad(flat, x, y, xdim)
+            return self._manual_loss_and_grad(flat, x, y, xdim, views)
         f = flat.detach()
         views = self.layout.views(f)
         leaves = {k: v.detach().requires_grad_(True) for k, v in views.items()}
@@ -752,8 +756,8 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     pair_trace = torch.full((C, D), float("nan"), dtype=dtype) if loss_eval == "two_batch" else None
     # per-draw values stay on the device during the run (no per-draw masking or transfer); chains
     # that diverge are masked from their divergence step on when the run ends
-    loss_dev = torch.full((D, C), float("nan"), dtype=dtype, device=dev)
-    dist_dev = torch.full((D, C), float("nan"), dtype=dtype, device=dev)
+    loss_dev: list = []  # per draw: (C,) losses and ‖w − c‖², stacked when the run ends
+    dist_dev: list = []
     draw_steps = np.array(sorted(draw_of_step), dtype=np.int64)
     obs_list: list = [None] * D if observable is not None else []
     pdraws = torch.full((C, D, P), float("nan"), dtype=dtype) if record_params else None
@@ -795,30 +799,43 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     if sampler == "mala":
         Lcur, gcur = engine.full_loss(flat, src, chunk_size, grad=True)
 
-    step_loss_dev = torch.empty((total, C), dtype=dtype, device=dev)
+    step_loss_dev: list = []  # per step: (C,) minibatch losses
     all_alive = bool(alive.all())
-    radius_every = 10
+    check_every = 10  # health checks (finite loss, runaway) every 10 steps: one host sync per block
     d2_cur = None
+    # plain SGLD writes each new state into the other of two buffers, whose parameter views are
+    # built once (no per-step allocation of the state or of its views)
+    plain = not (rms or sampler == "mala" or mala_every)
+    if plain:
+        bufs = (flat, torch.empty_like(flat))
+        buf_views = tuple(layout.views(bf) for bf in bufs)
     for s in range(total):
         if sampler == "sgld":
             xb, yb, xdim = src.next_batch()
-            L, g = engine.loss_and_grad(flat, xb, yb, xdim)
+            L, g = engine.loss_and_grad(flat, xb, yb, xdim, buf_views[s % 2] if plain else None)
         else:
             L, g = Lcur, gcur
-        # health of the current state: a NaN/Inf gradient puts NaN/Inf into the next state, whose loss
-        # (checked here one step later) or distance to the centre (runaway check) is then non-finite
-        if not bool(torch.isfinite(L).all()):
-            bad = ~torch.isfinite(L)
-            if bool((bad & alive).any()):
-                stop(bad, s, "loss became NaN/Inf (or the gradient did at the step before)")
-                all_alive = False
-        step_loss_dev[s] = L  # chains that are stopped are masked when the run ends
+        step_loss_dev.append(L)  # chains that are stopped are masked when the run ends
+        # health of the states since the last check: a NaN/Inf gradient puts NaN/Inf into the next
+        # state, whose loss (checked here) or distance to the centre (runaway check) is then
+        # non-finite; the first non-finite step of each chain is found in the block, so the
+        # recorded divergence step is exact
+        if s % check_every == check_every - 1 or s == last_draw:
+            lo = s - s % check_every
+            fin = torch.isfinite(torch.stack(step_loss_dev[lo:s + 1]))
+            if not bool(fin.all()):
+                bad_any = ~fin.all(0)
+                for ci in torch.nonzero(bad_any & alive).flatten().tolist():
+                    first = lo + int(torch.nonzero(~fin[:, ci])[0, 0])
+                    stop(torch.arange(C, device=dev) == ci, first,
+                         "loss became NaN/Inf (or the gradient did at the step before)")
+                    all_alive = False
         j = draw_of_step.get(s)
         if j is not None:
             Lrec = L
             if loss_eval == "full" and sampler == "sgld":
                 Lrec = engine.full_loss(flat, src, chunk_size)
-            loss_dev[j] = Lrec
+            loss_dev.append(Lrec)
             if pair_trace is not None:
                 xb2, yb2, xdim2 = src.next_batch()
                 with torch.no_grad():
@@ -826,7 +843,7 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                 pair_trace[:, j] = torch.where(alive, L2, torch.nan).cpu()
             if d2_cur is None:
                 d2_cur = torch.linalg.vector_norm(flat - c, dim=-1).square()
-            dist_dev[j] = d2_cur
+            dist_dev.append(d2_cur)
             if observable is not None:
                 o = eval_obs(flat)
                 o = torch.where(alive[:, None], o, torch.nan)
@@ -849,10 +866,11 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
             else:
                 # in place on the noise buffer (no temporaries):
                 # w − (ε/2)(nβ g + γ(w − c)) + √ε ξ = (1 − εγ/2) w + (εγ/2) c − (εnβ/2) g + √ε ξ
+                new = bufs[(s + 1) % 2]
                 if uniform:  # √ε drawn with the noise: normal_(0, √ε) gives the same numbers as √ε·randn
-                    new = torch.empty((C, P), device=dev, dtype=dtype).normal_(0.0, s_lr, generator=gen)
+                    new.normal_(0.0, s_lr, generator=gen)
                 else:
-                    new = torch.randn((C, P), generator=gen, device=dev, dtype=dtype).mul_(sqrt_lr)
+                    new.normal_(generator=gen).mul_(sqrt_lr)
                 _axpy(new, g, c_g)
                 if gamma > 0:
                     _axpy(new, flat, c_w).add_(c_term)
@@ -890,7 +908,7 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
             d2_cur = None  # ‖w − c‖² of the next state, computed at most once per step (runaway check + distance trace)
             if (s + 1) in draw_of_step:
                 d2_cur = torch.linalg.vector_norm(new - c, dim=-1).square()
-            if s % radius_every == 0:
+            if s % check_every == 0:
                 d2 = d2_cur = d2_cur if d2_cur is not None else torch.linalg.vector_norm(new - c, dim=-1).square()
                 nonfinite = ~torch.isfinite(d2)
                 if bool((nonfinite & alive).any()):
@@ -902,7 +920,10 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                                          f"met, or localization too weak)")
                     all_alive = False
             if not all_alive:
-                new = torch.where(alive[:, None], new, c)
+                if plain:
+                    new[~alive] = c  # in place: ``new`` is one of the two state buffers
+                else:
+                    new = torch.where(alive[:, None], new, c)
                 if sampler == "mala":
                     Lcur = torch.where(alive, Lcur, torch.zeros_like(Lcur))
                     gcur = torch.where(alive[:, None], gcur, torch.zeros_like(gcur))
@@ -913,10 +934,10 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
         pbar.close()
     # a chain stopped at step s_c contributes no step loss and no draw at or after s_c
     dead_after = torch.as_tensor(np.where(div_step >= 0, div_step, np.iinfo(np.int64).max))
-    step_loss = torch.where(torch.arange(s + 1)[None, :] < dead_after[:, None], step_loss_dev[:s + 1].T.cpu(), torch.nan)
+    step_loss = torch.where(torch.arange(s + 1)[None, :] < dead_after[:, None], torch.stack(step_loss_dev).T.cpu(), torch.nan)
     keep = torch.as_tensor(draw_steps)[None, :] < dead_after[:, None]            # (C, D)
-    loss_trace = torch.where(keep, loss_dev.T.cpu(), torch.nan)
-    dist_trace = torch.where(keep, dist_dev.T.cpu(), torch.nan)
+    loss_trace = torch.where(keep, torch.stack(loss_dev).T.cpu(), torch.nan)
+    dist_trace = torch.where(keep, torch.stack(dist_dev).T.cpu(), torch.nan)
 
     diverged = div_step >= 0
     if diverged.any():
@@ -924,9 +945,14 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
                + "; ".join(f"chain {i} at step {div_step[i]}: {div_reason[i]}" for i in np.nonzero(diverged)[0]))
         warn_msgs.append(msg)
         warnings.warn(msg, DivergenceWarning, stacklevel=3)
+    # draws recorded between a chain's divergence step and the check that found it are masked too
     obs = None
     if observable is not None:
-        obs = torch.stack(obs_list, 1).numpy()  # (C, D, k)
+        obs = torch.where(keep[:, :, None], torch.stack(obs_list, 1), torch.nan).numpy()  # (C, D, k)
+    if pdraws is not None:
+        pdraws = torch.where(keep[:, :, None], pdraws, torch.nan)
+    if pair_trace is not None:
+        pair_trace = torch.where(keep, pair_trace, torch.nan)
     return SampleResult(
         loss_trace=loss_trace.numpy(),
         step_loss=step_loss.numpy(),

@@ -141,3 +141,30 @@ def test_extrapolate_lr_bad_inputs():
         estimate_llc(m, dummy_data(), mean_loss, lr=[1e-3] * 4, num_chains=4, extrapolate_lr=True)
     with pytest.raises(ParameterError, match="extrapolate_lr"):
         estimate_llc(m, dummy_data(), mean_loss, sampler="mala", num_chains=4, extrapolate_lr=True)
+
+
+def test_divergence_step_is_the_first_non_finite_loss():
+    """Health checks run every 10 steps, but the recorded divergence step is the exact first step with
+    a non-finite loss, and every record from that step on is masked."""
+    from deepeft.bayes import sample
+
+    def quad(w):
+        return 0.5 * (w * w).sum()
+
+    def quad_nan_beyond_2(w):  # same potential and gradient for |w| ≤ 2, NaN beyond
+        return torch.where(w.abs().max() > 2.0, torch.full_like(w[0], float("nan")), 0.5 * (w * w).sum())
+
+    init = torch.tensor([[0.0], [1.9]], dtype=torch.float64)
+    kw = dict(lr=[1e-4, 0.05], nbeta=1.0, localization=0.0, num_chains=2, num_draws=200, seed=2, init=init,
+              record_params=True, check_stability=False)
+    clean = sample(Potential(quad, torch.zeros(1)), dummy_data(), mean_loss, **kw)
+    crossed = np.nonzero(np.abs(clean.param_draws[1, :, 0]) > 2.0)[0]
+    assert crossed.size and crossed[0] % 10 not in (0, 9)  # a step inside a check block
+    with pytest.warns(DivergenceWarning):
+        res = sample(Potential(quad_nan_beyond_2, torch.zeros(1)), dummy_data(), mean_loss, **kw)
+    s = 1 + int(crossed[0])  # draw j is the state at step 1 + j (no burn-in, one step between draws)
+    assert res.diverged.tolist() == [False, True] and res.divergence_step[1] == s
+    assert np.all(np.isfinite(res.step_loss[1, :s])) and np.all(np.isnan(res.step_loss[1, s:]))
+    assert np.all(np.isnan(res.param_draws[1, s - 1:])) and np.all(np.isfinite(res.param_draws[1, :s - 1]))
+    assert np.array_equal(res.param_draws[1, :s - 1], clean.param_draws[1, :s - 1])
+    assert np.all(np.isfinite(res.loss_trace[0]))

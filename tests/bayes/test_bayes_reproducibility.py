@@ -126,3 +126,25 @@ def test_builtin_loss_closed_form_gradients_match_autograd(name):
         L2, g2 = generic.loss_and_grad(flat, xb, yb, xdim)
         assert torch.allclose(L1, L2, rtol=1e-13, atol=0) and torch.allclose(g1, g2, rtol=1e-12, atol=1e-15)
         assert torch.allclose(closed.losses(flat, xb, yb, xdim), L2, rtol=1e-13, atol=0)
+
+
+def test_standard_torch_losses_resolve_to_the_builtins():
+    """F.mse_loss / nn.MSELoss() and F.cross_entropy / nn.CrossEntropyLoss() with default arguments
+    take the closed-form path (same function); other arguments keep the user's callable."""
+    from deepeft.bayes._data import LOSSES, resolve_loss
+
+    F = torch.nn.functional
+    assert resolve_loss(F.mse_loss) is LOSSES["mse"] and resolve_loss(nn.MSELoss()) is LOSSES["mse"]
+    assert resolve_loss(F.cross_entropy) is LOSSES["cross_entropy"]
+    assert resolve_loss(nn.CrossEntropyLoss()) is LOSSES["cross_entropy"]
+    for other in (nn.MSELoss(reduction="sum"), nn.CrossEntropyLoss(label_smoothing=0.1),
+                  nn.CrossEntropyLoss(weight=torch.ones(3)), nn.L1Loss()):
+        assert resolve_loss(other) is other
+    # the same chain as with the callable through the generic path
+    torch.manual_seed(5)
+    m = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    x, y = torch.randn(200, 3, dtype=torch.float64), torch.randn(200, 2, dtype=torch.float64)
+    kw = dict(lr=1e-4, localization=10.0, num_chains=2, num_draws=20, batch_size=50, seed=1)
+    a = sample(m, (x, y), nn.MSELoss(), **kw)
+    b = sample(m, (x, y), lambda o, t: F.mse_loss(o, t), **kw)
+    assert np.allclose(a.loss_trace, b.loss_trace, rtol=1e-12, atol=0)
