@@ -249,7 +249,8 @@ def cmd_degrade(args) -> int:
     kw = _pilot_kwargs(args)
     kw.pop("nbeta", None)
     res = degrade(model, data, loss, target_delta_loss=args.target_delta_loss, nbeta=args.nbeta,
-                  num_models=args.num_models, lr=_lr_number(args), num_steps=args.steps, **kw)
+                  num_models=args.num_models, lr=None if str(args.lr).lower() == "auto" else _lr_number(args),
+                  num_steps=args.steps, **kw)
     os.makedirs(args.out_dir, exist_ok=True)
     paths = []
     for i, m in enumerate(res.models):
@@ -258,7 +259,7 @@ def cmd_degrade(args) -> int:
         paths.append(p)
     payload = res.to_dict()
     payload["paths"] = paths
-    _emit(args, payload, f"nβ = {res.nbeta:.4g}; Δloss per model = {[round(float(d), 6) for d in res.delta_loss]}; "
+    _emit(args, payload, f"nβ = {res.nbeta:.4g}, lr = {res.lr:.3g}; Δloss per model = {[round(float(d), 6) for d in res.delta_loss]}; "
                          f"saved {len(paths)} models under {args.out_dir}")
     return 0
 
@@ -342,7 +343,8 @@ def register(subparsers) -> None:
     d.add_argument("--num-models", type=int, default=4)
     d.add_argument("--steps", type=int, default=1000)
     d.add_argument("--out-dir", default="deepeft-out/degraded")
-    d.set_defaults(func=cmd_degrade)
+    # 'auto': each temperature's step size from the curvature at w*, 0.4/(nβ·h_max + γ)
+    d.set_defaults(func=cmd_degrade, lr="auto")
 
     a = bs.add_parser("aoyagi", help="Aoyagi's RLCT of a deep linear network")
     a.add_argument("widths", type=int, nargs="+", help="H_0 (input) … H_L (output)")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from deepeft.bayes import calibrate, degrade, quadratic_llc_expectation, susceptibilities
+from deepeft.bayes import calibrate, default_nbeta, degrade, quadratic_llc_expectation, susceptibilities
 from bayes_helpers import Potential, dummy_data, mean_loss, within
 
 
@@ -51,6 +51,23 @@ def test_degrade_reaches_target_delta_loss():
     assert abs(res.delta_loss.mean() - 3 / res.nbeta) < 4 * se
     assert abs(res.delta_loss.mean() - target) < 0.3 * target
     assert all(float(torch.linalg.norm(m.w)) > 0 for m in res.models) and float(model.w.abs().sum()) == 0.0
+
+
+def test_degrade_automatic_step_size_on_a_stiff_potential():
+    """lr=None: ε = 0.4/(nβ·h + γ) at every temperature (a fixed ε = 1e-4 would be 500× beyond the
+    stability bound here); the target lies three decades beyond the first pilot grid, so the grid is
+    extended.  Each model is an exact SGLD stationary draw: E[Δ] = Σ h/(2a(1 − εa/4)), a = nβh + γ."""
+    d, h, gam = 4, 1e3, 1.0
+    model = Potential(lambda w: 0.5 * h * (w * w).sum(), torch.zeros(d))
+    res = degrade(model, dummy_data(100), mean_loss, target_delta_loss=1e-4, localization=gam, num_models=32,
+                  num_steps=200, seed=1)
+    a = res.nbeta * h + gam
+    assert res.lr * a == pytest.approx(0.4, rel=1e-9) and len(res.models) == 32
+    assert max(res.pilot["nbeta"]) > 1e3 * default_nbeta(100)  # an extension round ran
+    truth = d * h / (2 * a * (1 - res.lr * a / 4))
+    ok, msg = within(res.delta_loss.mean(), res.delta_loss.std(ddof=1) / math.sqrt(32), truth)
+    assert ok, msg
+    assert res.delta_loss.mean() == pytest.approx(1e-4, rel=0.3)
 
 
 def test_calibration_stays_inside_stability_bound():
