@@ -144,7 +144,7 @@ def llc_from_samples(res: SampleResult, require_rhat: bool = False) -> LLCResult
     # time leaves λ̂ biased even when the loss trace looks flat (docs/bayes.md, DLN [10]*6).  Warned
     # when the part of that transient the burn-in does not cover exceeds 10 % of the draws' span.
     gamma = float(res.localization)
-    if gamma > 0:
+    if gamma > 0 and res.sampler != "gibbs":  # Gibbs sweeps redraw every direction exactly: no relaxation time
         lr_min = float(np.min(res.lr))
         relax = 1.0 / (lr_min * gamma)
         diag["localization_relaxation_steps"] = relax
@@ -252,8 +252,8 @@ def estimate_llc(model: nn.Module, data: Any, loss_fn: Any = "mse", *, require_r
             raise ParameterError("lr", lr, "one positive number when extrapolate_lr=True")
         if not isinstance(lr, (int, float, np.floating)) or not lr > 0 or not math.isfinite(lr):
             raise ParameterError("lr", lr, "a positive finite number")
-        if sample_kwargs.get("sampler", "sgld") == "mala":
-            raise ParameterError("extrapolate_lr", True, "False with sampler='mala' (MALA has no step-size bias)")
+        if sample_kwargs.get("sampler", "sgld") in ("mala", "gibbs"):
+            raise ParameterError("extrapolate_lr", True, f"False with sampler='{sample_kwargs['sampler']}' (no step-size bias)")
         sample_kwargs["lr"] = [float(lr)] * (C // 2) + [float(lr) / 2] * (C // 2)
     if require_rhat:
         C = sample_kwargs.get("num_chains", 4)

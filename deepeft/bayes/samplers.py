@@ -70,7 +70,7 @@ class DivergenceWarning(AccuracyWarning):
     """One or more chains diverged and were stopped; estimates use the remaining chains."""
 
 
-SAMPLERS = ("sgld", "mala")
+SAMPLERS = ("sgld", "mala", "gibbs")
 LOSS_EVALS = ("batch", "full", "two_batch")
 
 
@@ -564,6 +564,12 @@ def sample(
     probability of the SGLD proposal on that step's minibatch (devinterp's MALA diagnostic;
     costs one extra forward/backward on those steps).
 
+    ``sampler='gibbs'`` (deep linear networks only: an ``nn.Sequential`` of bias-free ``nn.Linear``
+    layers, loss ``'gaussian_nll'`` or ``'mse'``, in-memory data, γ > 0) replaces Langevin steps by
+    exact blocked Gibbs sweeps on the full-data posterior — every factor redrawn from its Gaussian
+    conditional (:mod:`deepeft.bayes.dln_gibbs`) — so it mixes whatever the conditioning; one sweep
+    counts as one step, ``lr`` and ``batch_size`` are not used and every recorded loss is the exact L_n.
+
     The initial loss L_n(w*) is computed on *all* in-memory data (chunked), or averaged over
     the DataLoader's batches (all of them, or the first ``init_loss_batches``), never from one
     batch.  Runs are exactly reproducible on CPU for a given ``seed`` (all randomness — noise and
@@ -597,6 +603,17 @@ def sample(
     dev = resolve_device(device)
     loss = resolve_loss(loss_fn)
     layout = select_parameters(model, params)
+    if sampler == "gibbs":  # exact blocked Gibbs for deep linear networks (dln_gibbs.py)
+        from .dln_gibbs import gibbs_sample
+
+        forbidden = {k: (v, a) for k, v, a, bad in (
+            ("precondition", precondition, "None", rms), ("mala_every", mala_every, "0", mala_every > 0),
+            ("observable", "a function", "None", observable is not None),
+            ("loss_eval", loss_eval, "'batch' or 'full' (every recorded loss is the exact L_n)", loss_eval == "two_batch"),
+        ) if bad}
+        return gibbs_sample(model=model, data=data, loss=loss, layout=layout, nbeta=nbeta, gamma=gamma, C=C, D=D, B=B,
+                            K=K, center=center, init=init, seed=seed, dev=dev, progress=progress,
+                            record_params=record_params, keep_final=keep_final, t_start=t_start, forbidden=forbidden)
     was_training = model.training
     model.eval()  # dropout/batch-norm statistics must not vary between chains or steps
     try:

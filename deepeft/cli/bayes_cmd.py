@@ -113,7 +113,8 @@ def _common(p: argparse.ArgumentParser, with_lr: bool = True) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="default min(n, 512)")
     p.add_argument("--params", nargs="+", default=None, help="sample only these parameters (names / glob patterns)")
     p.add_argument("--precondition", choices=["rmsprop"], default=None)
-    p.add_argument("--sampler", choices=["sgld", "mala"], default="sgld")
+    p.add_argument("--sampler", choices=["sgld", "mala", "gibbs"], default="sgld",
+                   help="gibbs: exact blocked Gibbs sweeps, deep linear networks only (bias-free Linear layers)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -48,6 +48,22 @@ def test_llc_json_and_extrapolation(saved_dln, capsys, tmp_path):
     assert e["config"]["lr"] == [5e-5, 5e-5, 2.5e-5, 2.5e-5]
 
 
+def test_llc_gibbs_sampler(saved_dln, capsys):
+    # --sampler gibbs on the saved DLN: exact sweeps, the same number as the library call
+    from deepeft.bayes import estimate_llc
+
+    m, d = saved_dln
+    assert main(["llc", m, "--data", d, "--loss", "gaussian_nll", "--sampler", "gibbs", "--nbeta", "1000",
+                 "--localization", "1", "--chains", "4", "--draws", "300", "--burnin", "50", "--seed", "2", "--json",
+                 "--no-progress"]) == 0
+    r = _json(capsys)
+    data = torch.load(d)
+    ref = estimate_llc(torch.load(m, weights_only=False), (data["x"], data["y"]), "gaussian_nll", sampler="gibbs",
+                       nbeta=1000.0, localization=1.0, num_chains=4, num_draws=300, num_burnin_steps=50, seed=2)
+    assert r["llc_mean"] == pytest.approx(ref.llc_mean, rel=1e-12) and r["config"]["sampler"] == "gibbs"
+    assert not any("relaxation" in w for w in r["diagnostics"]["warnings"])
+
+
 def test_llc_bad_input_is_a_clear_error(saved_dln, capsys):
     m, d = saved_dln
     assert main(["llc", m, "--data", d, "--lr", "-1", "--json"]) == 2

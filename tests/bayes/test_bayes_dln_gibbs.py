@@ -102,3 +102,126 @@ def test_gibbs_matches_mala_with_correlated_inputs_at_a_rank_one_point():
     s = math.hypot(gibbs.llc_se, mala.llc_se)
     assert abs(gibbs.llc_mean - mala.llc_mean) < 4 * s, (gibbs.llc_mean, mala.llc_mean, s)
     assert mala.llc_se < 0.02 * gibbs.llc_mean and mala.diagnostics["rhat"] < 1.1
+
+
+# ----------------------------------------------------------- estimate_llc(..., sampler="gibbs")
+def _noisy_dln_problem():
+    """[4,3,4] trained (LBFGS, full batch) on noisy rank-2 targets with correlated inputs: w* is a
+    minimum of L_n with L_n(w*) > 0, P* is not the teacher — the general data case."""
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 4, generator=gen, dtype=torch.float64) * torch.tensor([1.5, 1.0, 0.7, 0.4], dtype=torch.float64)
+    A = torch.randn(4, 2, generator=gen, dtype=torch.float64) @ torch.randn(2, 4, generator=gen, dtype=torch.float64)
+    y = x @ A.T + 0.3 * torch.randn(60, 4, generator=gen, dtype=torch.float64)
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 3, bias=False), nn.Linear(3, 4, bias=False)).double()
+    opt = torch.optim.LBFGS(m.parameters(), max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14, history_size=50)
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.5 * ((m(x) - y) ** 2).sum(1).mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return m, x, y
+
+
+def test_estimate_llc_gibbs_on_noisy_data_matches_mala():
+    # the Gibbs path uses the data only through Σ = xᵀx/n, Σ_yx = yᵀx/n and tr Σ_yy; Metropolis-adjusted
+    # Langevin on the same model and data is the independent reference (measured: 6.755 ± 0.020 vs
+    # 6.766 ± 0.035; two longer MALA runs 6.744 and 6.734 ± 0.027)
+    import torch
+    from deepeft.bayes import estimate_llc
+
+    m, x, y = _noisy_dln_problem()
+    kw = dict(nbeta=200.0, localization=5.0, num_chains=8)
+    gibbs = estimate_llc(m, (x, y), "gaussian_nll", sampler="gibbs", num_draws=2000, num_burnin_steps=200, seed=0, **kw)
+    mala = estimate_llc(m, (x, y), "gaussian_nll", sampler="mala", lr=5e-4, num_draws=1000, num_burnin_steps=2000,
+                        num_steps_bw_draws=10, seed=1, **{**kw, "num_chains": 16})
+    s = math.hypot(gibbs.llc_se, mala.llc_se)
+    assert abs(gibbs.llc_mean - mala.llc_mean) < 4 * s, (gibbs.llc_mean, mala.llc_mean, s)
+    with torch.no_grad():
+        assert gibbs.init_loss == pytest.approx(float(0.5 * ((m(x) - y) ** 2).sum(1).mean()), rel=1e-12)
+    assert gibbs.ok and gibbs.diagnostics["rhat"] < 1.01 and gibbs.llc_se < 0.005 * gibbs.llc_mean
+    assert not any("relaxation" in w for w in gibbs.diagnostics["warnings"])
+    # the final states are models: each carries its chain's factors
+    res = gibbs.samples
+    models = res.final_models(m)
+    assert len(models) == 8 and all(torch_allclose_flat(mm, res.final_flat[i]) for i, mm in enumerate(models))
+
+
+def torch_allclose_flat(model, flat):
+    import torch
+
+    return torch.allclose(torch.cat([p.detach().reshape(-1) for p in model.parameters()]), flat.to(torch.float64))
+
+
+def test_estimate_llc_gibbs_equals_dln_gibbs_and_mse_is_a_rescaled_temperature():
+    # whitened inputs and a zero teacher at w* = 0 are dln_gibbs' setting: the same sweeps, the same numbers;
+    # 'mse' (mean over the H_L outputs too) at nβ equals 'gaussian_nll' at nβ·2/H_L exactly
+    import torch
+    from bayes_helpers import dln, whitened_inputs
+    from deepeft.bayes import estimate_llc
+
+    m, x = dln([5, 4, 5]), whitened_inputs(200, 5)
+    y = torch.zeros(200, 5, dtype=torch.float64)
+    kw = dict(sampler="gibbs", localization=1.0, num_chains=8, num_draws=1000, num_burnin_steps=200, seed=0)
+    a = estimate_llc(m, (x, y), "gaussian_nll", nbeta=1e3, **kw)
+    ref = dln_gibbs([5, 4, 5], 1e3, 1.0, num_chains=8, num_sweeps=1200, num_burnin_sweeps=200, seed=0)
+    assert a.llc_mean == pytest.approx(ref.llc_mean, rel=1e-10)
+    b = estimate_llc(m, (x, y), "mse", nbeta=1e3 * 5 / 2, **kw)
+    assert b.llc_mean == pytest.approx(a.llc_mean, rel=1e-10)
+    assert a.samples.step_loss.shape == (8, 1201) and a.loss_trace.shape == (8, 1000)  # states 0 … 1200, as SGLD
+
+
+def test_estimate_llc_gibbs_10x6_within_5_percent_of_aoyagi():
+    # the issue's [10]*6 case through the main LLC API (nβ = 1e5: exact expectation −3.3 %; at 1e4 it is
+    # −4.8 %, too close to the 5 % line for a test); the chains here are exact Gibbs sweeps
+    # (Langevin chains cannot equilibrate this geometry: docs/bayes.md)
+    import torch
+    from bayes_helpers import dln, whitened_inputs
+    from deepeft.bayes import aoyagi_dln, estimate_llc
+
+    m, x = dln([10] * 6), whitened_inputs(100, 10)
+    y = torch.zeros(100, 10, dtype=torch.float64)
+    r = estimate_llc(m, (x, y), "gaussian_nll", sampler="gibbs", nbeta=1e5, localization=1.0, num_chains=8,
+                     num_draws=1500, num_burnin_steps=500, seed=1, require_rhat=True)
+    lam = float(aoyagi_dln([10] * 6, 0)[0])
+    assert lam == 30 and r.ok
+    assert abs(r.llc_mean - lam) / lam < 0.05, r.summary()
+    assert r.llc_mean < lam  # the finite-nβ expectation approaches λ from below
+
+
+def test_estimate_llc_gibbs_bad_input():
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    from bayes_helpers import dln
+    from deepeft.bayes import estimate_llc
+
+    m = dln([3, 2, 3])
+    x, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 3, dtype=torch.float64)
+    with pytest.raises(ParameterError, match="model"):
+        estimate_llc(nn.Sequential(nn.Linear(3, 3)).double(), (x, y), "mse", sampler="gibbs")
+    with pytest.raises(ParameterError, match="model"):
+        estimate_llc(nn.Sequential(nn.Linear(3, 3, bias=False), nn.Tanh(), nn.Linear(3, 3, bias=False)), (x, y), "mse",
+                     sampler="gibbs")
+    with pytest.raises(ParameterError, match="loss_fn"):
+        estimate_llc(m, (x, y.argmax(1)), "cross_entropy", sampler="gibbs")
+    with pytest.raises(ParameterError, match="localization"):
+        estimate_llc(m, (x, y), "mse", sampler="gibbs", localization=0.0)
+    with pytest.raises(ParameterError, match="data"):
+        estimate_llc(m, DataLoader(TensorDataset(x, y), batch_size=5), "mse", sampler="gibbs")
+    with pytest.raises(ParameterError, match="data"):
+        estimate_llc(m, (x[:, :2], y), "mse", sampler="gibbs")
+    with pytest.raises(ParameterError, match="params"):
+        estimate_llc(m, (x, y), "mse", sampler="gibbs", params=["0.weight"])
+    with pytest.raises(ParameterError, match="precondition"):
+        estimate_llc(m, (x, y), "mse", sampler="gibbs", precondition="rmsprop")
+    with pytest.raises(ParameterError, match="extrapolate_lr"):
+        estimate_llc(m, (x, y), "mse", sampler="gibbs", extrapolate_lr=True)
+    with pytest.raises(ParameterError, match="nbeta"):
+        estimate_llc(m, (x, y), "mse", sampler="gibbs", nbeta=-1.0)
