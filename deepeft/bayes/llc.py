@@ -8,7 +8,9 @@ Choices (the three points on which the peer tools disagree):
 * **nβ default** = n / log n with n the *dataset* size (β = 1/log n, Watanabe's WBIC temperature),
   not devinterp-1.x's b/log b with b the batch size.
 * **Burn-in is excluded**: only draws after ``num_burnin_steps`` enter E_p[L_n] (devinterp 2.x
-  averages burn-in in; we do not).  The initial point is never a draw.
+  averages burn-in in; we do not).  The initial point is never a draw.  The default burn-in
+  (``'auto'``) is 3/(ε·γ) steps, three relaxation times of the directions only the localisation
+  holds, at most 10× the draws' span (devinterp and canonical default to 0).
 * **L_n(w*)** is computed exactly on all in-memory data (chunked), or as the sample-weighted average
   over all batches of a DataLoader (or its first ``init_loss_batches``) — never from one batch
   and identical for every chain.

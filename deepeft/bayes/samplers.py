@@ -228,6 +228,26 @@ def _check_lr(lr: Any, C: int) -> list[float]:
     return _per_chain_positive("lr", lr, C)
 
 
+#: the automatic burn-in covers this many localisation relaxation times 1/(ε·γ) …
+BURNIN_RELAXATION_TIMES = 3
+#: … but at most this many times the sampling span num_draws·num_steps_bw_draws (then the
+#: relaxation-time warning of estimate_llc says that it was not enough)
+BURNIN_MAX_SPANS = 10
+
+
+def auto_burnin(sampler: str, lrs: Sequence[float], gamma: float, D: int, K: int) -> int:
+    """``num_burnin_steps='auto'``: 3/(ε_min·γ) steps — three relaxation times of the directions that
+    only the localisation holds, which near a degenerate w* set how stiff the others are — capped at
+    10× the sampling span D·K; 0 when γ = 0; a quarter of the span for Gibbs sweeps (exact
+    conditionals: they mix in a few sweeps)."""
+    span = D * K
+    if sampler == "gibbs":
+        return max(1, span // 4)
+    if gamma <= 0:
+        return 0
+    return int(min(math.ceil(BURNIN_RELAXATION_TIMES / (min(lrs) * gamma)), BURNIN_MAX_SPANS * span))
+
+
 def default_nbeta(n: int) -> float:
     """nβ = n / log n (β = 1/log n, Watanabe's WBIC temperature)."""
     if n < 2:
@@ -524,7 +544,7 @@ def sample(
     nbeta: float | None = None,
     num_chains: int = 4,
     num_draws: int = 200,
-    num_burnin_steps: int = 0,
+    num_burnin_steps: int | str = "auto",
     num_steps_bw_draws: int = 1,
     batch_size: int | None = None,
     n: int | None = None,
@@ -553,7 +573,9 @@ def sample(
 
     Parameters (devinterp/canonical names): ``lr`` = ε (scalar or one per chain),
     ``localization`` = γ ≥ 0, ``nbeta`` = nβ > 0 (default n/log n), ``num_chains``,
-    ``num_draws``, ``num_burnin_steps``, ``num_steps_bw_draws``, ``batch_size`` (default
+    ``num_draws``, ``num_burnin_steps`` (default ``'auto'``: 3/(ε·γ), three localisation
+    relaxation times, at most 10·num_draws·num_steps_bw_draws; see :func:`auto_burnin`),
+    ``num_steps_bw_draws``, ``batch_size`` (default
     min(n, 512); ignored by MALA, which uses all data).  ``params`` restricts sampling to some
     parameters (names, glob patterns or a predicate); the rest stay frozen.  ``center`` is the
     localisation centre c (default: w*, the current weights; ``'zero'`` or a dict name->tensor).
@@ -589,10 +611,13 @@ def sample(
         raise ParameterError("precondition", precondition, "None when sampler='mala'")
     C = check_int("num_chains", num_chains, 1)
     D = check_int("num_draws", num_draws, 1)
-    B = check_int("num_burnin_steps", num_burnin_steps, 0)
     K = check_int("num_steps_bw_draws", num_steps_bw_draws, 1)
     gamma = check_nonnegative("localization", localization)
     lrs = _check_lr(lr, C)
+    if isinstance(num_burnin_steps, str) and num_burnin_steps == "auto":
+        B = auto_burnin(sampler, lrs, gamma, D, K)
+    else:
+        B = check_int("num_burnin_steps", num_burnin_steps, 0)
     mala_every = check_int("mala_every", mala_every, 0)
     chunk_size = check_int("chunk_size", chunk_size, 1)
     check_positive("divergence_radius_factor", divergence_radius_factor)

@@ -73,7 +73,7 @@ def _loss(args):
 
 def _sampler_kwargs(args) -> dict:
     kw = dict(localization=args.localization, num_chains=args.chains, num_draws=args.draws,
-              num_burnin_steps=args.burnin, num_steps_bw_draws=args.steps_bw_draws, seed=args.seed,
+              num_burnin_steps=_burnin(args), num_steps_bw_draws=args.steps_bw_draws, seed=args.seed,
               device=args.device, sampler=args.sampler,
               progress=not (args.json or args.no_progress))
     if args.nbeta is not None:
@@ -108,7 +108,7 @@ def _common(p: argparse.ArgumentParser, with_lr: bool = True) -> None:
     p.add_argument("--nbeta", type=float, default=None, help="nβ (default n/log n)")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=200)
-    p.add_argument("--burnin", type=int, default=0)
+    p.add_argument("--burnin", default="auto", help="burn-in steps, or 'auto' (default): 3/(lr·γ), at most 10× the draws' span")
     p.add_argument("--steps-bw-draws", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=None, help="default min(n, 512)")
     p.add_argument("--params", nargs="+", default=None, help="sample only these parameters (names / glob patterns)")
@@ -140,6 +140,15 @@ def _pilot_kwargs(args) -> dict:
     for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "sampler"):
         kw.pop(k, None)
     return kw
+
+
+def _burnin(args) -> int | str:
+    if str(args.burnin).lower() == "auto":
+        return "auto"
+    try:
+        return int(args.burnin)
+    except ValueError:
+        raise ParameterError("--burnin", args.burnin, "a non-negative integer or 'auto'") from None
 
 
 def _lr_number(args) -> float:

@@ -70,6 +70,8 @@ def test_llc_bad_input_is_a_clear_error(saved_dln, capsys):
     assert json.loads(capsys.readouterr().out)["error"].startswith("lr=")  # with --json the error is JSON too
     assert main(["llc", m, "--data", d, "--chains", "3", "--extrapolate-lr"]) == 2
     assert "num_chains" in capsys.readouterr().err
+    assert main(["llc", m, "--data", d, "--burnin", "soon"]) == 2
+    assert "--burnin" in capsys.readouterr().err
 
 
 def test_aoyagi_and_dln_gibbs(capsys):

@@ -148,3 +148,24 @@ def test_standard_torch_losses_resolve_to_the_builtins():
     a = sample(m, (x, y), nn.MSELoss(), **kw)
     b = sample(m, (x, y), lambda o, t: F.mse_loss(o, t), **kw)
     assert np.allclose(a.loss_trace, b.loss_trace, rtol=1e-12, atol=0)
+
+
+def test_auto_burnin_covers_three_localisation_relaxation_times():
+    import math
+
+    from deepeft.bayes.samplers import auto_burnin
+
+    model = nn.Sequential(nn.Linear(2, 1)).double()
+    x = torch.randn(50, 2, dtype=torch.float64)
+    y = torch.randn(50, 1, dtype=torch.float64)
+    r = sample(model, (x, y), "mse", lr=1e-3, localization=10.0, num_chains=2, num_draws=40)
+    assert r.num_burnin_steps == math.ceil(3 / (1e-3 * 10.0)) == 300 and r.config["num_burnin_steps"] == 300
+    assert r.step_loss.shape == (2, 300 + 1 + 39 + 1)
+    assert auto_burnin("sgld", [1e-3, 5e-4], 10.0, 100, 1) == 600           # the slowest chain sets it
+    assert auto_burnin("sgld", [1e-7], 1.0, 20, 5) == 1000                  # capped at 10× the draws' span
+    assert auto_burnin("mala", [1e-3], 0.0, 20, 1) == 0                     # no localisation, no relaxation bound
+    assert auto_burnin("gibbs", [float("nan")], 1.0, 200, 1) == 50          # exact conditionals
+    est = estimate_llc(model, (x, y), "mse", lr=1e-3, localization=10.0, num_chains=2, num_draws=40)
+    assert not any("relaxation" in w for w in est.diagnostics["warnings"])
+    with pytest.raises(Exception, match="num_burnin_steps"):
+        sample(model, (x, y), "mse", num_burnin_steps="later")
