@@ -200,6 +200,14 @@ class InMemoryData:
         yb = None if self.y is None else self.y.index_select(0, idx).view(self.C, self.b, *self.y.shape[1:])
         return xb, yb, 0
 
+    def state(self) -> dict:
+        """The minibatch order (for checkpoints): the epoch's permutation and the position in it."""
+        return {"perm": self._perm, "pos": self._pos}
+
+    def load_state(self, st: dict) -> None:
+        self._perm = None if st["perm"] is None else st["perm"].to(self.device)
+        self._pos = int(st["pos"])
+
     def chunks(self, chunk_size: int) -> Iterator[tuple]:
         for s in range(0, self.n, chunk_size):
             e = min(self.n, s + chunk_size)
@@ -246,6 +254,12 @@ class LoaderData:
         x = x.to(self.device)
         y = None if y is None else y.to(self.device)
         return x, y
+
+    def state(self) -> dict:
+        return {}  # a DataLoader's iteration cannot be saved: a resumed run restarts it
+
+    def load_state(self, st: dict) -> None:
+        self._it = None
 
     def next_batch(self):
         if self._it is None:

@@ -88,7 +88,7 @@ def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequenc
     if not 0.0 < float(min_acceptance) < 1.0:
         raise ParameterError("min_acceptance", min_acceptance, "0 < min_acceptance < 1")
     check_positive("max_drift_z", max_drift_z)
-    for k in ("lr", "num_chains", "num_draws", "num_burnin_steps", "mala_every"):
+    for k in ("lr", "num_chains", "num_draws", "num_burnin_steps", "mala_every", "checkpoint"):
         if k in sample_kwargs:
             raise ParameterError(k, sample_kwargs[k], "not given to calibrate (it sets it)")
     if lrs is None:

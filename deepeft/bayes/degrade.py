@@ -94,6 +94,8 @@ def degrade(model: nn.Module, data: Any, loss_fn: Any = "mse", *, target_delta_l
 
     if (target_delta_loss is None) == (nbeta is None):
         raise ParameterError("target_delta_loss/nbeta", (target_delta_loss, nbeta), "exactly one of the two")
+    if sample_kwargs.get("checkpoint") is not None:
+        raise ParameterError("checkpoint", sample_kwargs["checkpoint"], "None for degrade (it runs several short samplers)")
     K = check_int("num_models", num_models, 1)
     check_int("num_steps", num_steps, 1)
     if lr is not None:

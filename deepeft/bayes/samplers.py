@@ -44,6 +44,9 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
+import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -568,6 +571,8 @@ def sample(
     device: Any = "cpu",
     progress: bool = False,
     keep_final: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1000,
 ) -> SampleResult:
     """Run vectorised chains on the localised tempered posterior of ``model`` (see module docstring).
 
@@ -591,6 +596,10 @@ def sample(
     exact blocked Gibbs sweeps on the full-data posterior — every factor redrawn from its Gaussian
     conditional (:mod:`deepeft.bayes.dln_gibbs`) — so it mixes whatever the conditioning; one sweep
     counts as one step, ``lr`` and ``batch_size`` are not used and every recorded loss is the exact L_n.
+
+    ``checkpoint="run.ckpt"`` saves the whole loop state every ``checkpoint_every`` steps, on
+    Ctrl-C (then re-raises) and at the end; the same call with the same path resumes from it
+    (bit-identical with in-memory data; :mod:`deepeft.bayes.checkpoint`).
 
     The initial loss L_n(w*) is computed on *all* in-memory data (chunked), or averaged over
     the DataLoader's batches (all of them, or the first ``init_loss_batches``), never from one
@@ -620,6 +629,9 @@ def sample(
         B = check_int("num_burnin_steps", num_burnin_steps, 0)
     mala_every = check_int("mala_every", mala_every, 0)
     chunk_size = check_int("chunk_size", chunk_size, 1)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise ParameterError("checkpoint", type(checkpoint).__name__, "None or a file path")
     check_positive("divergence_radius_factor", divergence_radius_factor)
     if rms:
         if not 0.0 <= float(rmsprop_alpha) < 1.0:
@@ -635,6 +647,7 @@ def sample(
             ("precondition", precondition, "None", rms), ("mala_every", mala_every, "0", mala_every > 0),
             ("observable", "a function", "None", observable is not None),
             ("loss_eval", loss_eval, "'batch' or 'full' (every recorded loss is the exact L_n)", loss_eval == "two_batch"),
+            ("checkpoint", str(checkpoint), "None (Gibbs sweeps are cheap: rerun)", checkpoint is not None),
         ) if bad}
         return gibbs_sample(model=model, data=data, loss=loss, layout=layout, nbeta=nbeta, gamma=gamma, C=C, D=D, B=B,
                             K=K, center=center, init=init, seed=seed, dev=dev, progress=progress,
@@ -650,7 +663,8 @@ def sample(
 def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D, B, K, batch_size, n, center,
                  init, rms, rmsprop_alpha, rmsprop_eps, loss_eval, init_loss_batches, observable, probe,
                  record_params, mala_every, check_stability, divergence_radius_factor, on_divergence,
-                 chunk_size, seed, dev, progress, keep_final, t_start, **_unused) -> SampleResult:
+                 chunk_size, seed, dev, progress, keep_final, t_start, checkpoint, checkpoint_every,
+                 **_unused) -> SampleResult:
     model_dev = next(model.parameters()).device
     if model_dev != dev:
         model.to(dev)
@@ -817,6 +831,19 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
     c_g = -0.5 * lrs[0] * nb if uniform else coef_g
     c_w = 1.0 - 0.5 * lrs[0] * gamma if uniform else coef_w
 
+    ck_fp = ck_cfg = ck_state = None
+    if checkpoint is not None:
+        from . import checkpoint as ckpt
+
+        ck_cfg = dict(sampler=sampler, lr=lrs, localization=gamma, nbeta=nb_list, num_chains=C, num_draws=D,
+                      num_burnin_steps=B, num_steps_bw_draws=K, batch_size=getattr(src, "b", None), n=n,
+                      loss_eval=loss_eval, precondition="rmsprop" if rms else None,
+                      rmsprop=[rmsprop_alpha, rmsprop_eps] if rms else None, mala_every=mala_every, seed=int(seed),
+                      params=list(layout.names), record_params=bool(record_params), observable=observable is not None,
+                      loss=getattr(loss, "__qualname__", type(loss).__name__), dtype=str(dtype), device=dev.type)
+        ck_fp = ckpt.fingerprint(ck_cfg, ckpt.tensor_digest(flat, c, x, y))
+        ck_state = ckpt.load(checkpoint, ck_fp, ck_cfg)
+
     pbar = None
     if progress:
         from tqdm.auto import tqdm
@@ -838,140 +865,192 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
             raise DivergenceError(f"all {C} chains diverged (last at step {step}: {reason}); lower lr or raise localization")
 
     # MALA state: full-data potential and its gradient at the current state
-    if sampler == "mala":
+    Lcur = gcur = None
+    if sampler == "mala" and ck_state is None:
         Lcur, gcur = engine.full_loss(flat, src, chunk_size, grad=True)
 
     step_loss_dev: list = []  # per step: (C,) minibatch losses
     all_alive = bool(alive.all())
+    s0 = 0
+    if ck_state is not None:  # resume: the loop state at the top of step s0
+        s0 = int(ck_state["step"])
+        flat = ck_state["flat"].to(dev)
+        gen.set_state(ck_state["gen"])
+        src.load_state(ck_state["src"])
+
+        def rows(t):
+            return [] if t is None else list(t.to(dev).unbind(0))
+
+        step_loss_dev, loss_dev, dist_dev = rows(ck_state["step_loss"]), rows(ck_state["loss"]), rows(ck_state["dist"])
+        alive = ck_state["alive"].to(dev)
+        div_step[:] = ck_state["div_step"]
+        div_reason[:] = ck_state["div_reason"]
+        all_alive = bool(ck_state["all_alive"])
+        acc_sum, acc_cnt = ck_state["acc_sum"].to(dev), int(ck_state["acc_cnt"])
+        V = None if ck_state["V"] is None else ck_state["V"].to(dev)
+        if sampler == "mala":
+            Lcur, gcur = ck_state["Lcur"].to(dev), ck_state["gcur"].to(dev)
+        pair_trace, obs_list, pdraws = ck_state["pair_trace"], ck_state["obs_list"], ck_state["pdraws"]
+        if pbar is not None:
+            pbar.update(s0)
+
+    def snapshot(step: int) -> dict:
+        return dict(fingerprint=ck_fp, config=ck_cfg, step=step, flat=flat, gen=gen.get_state(), src=src.state(),
+                    step_loss=torch.stack(step_loss_dev) if step_loss_dev else None,
+                    loss=torch.stack(loss_dev) if loss_dev else None, dist=torch.stack(dist_dev) if dist_dev else None,
+                    alive=alive, div_step=div_step.copy(), div_reason=list(div_reason), all_alive=all_alive,
+                    acc_sum=acc_sum, acc_cnt=acc_cnt, V=V, Lcur=Lcur, gcur=gcur, pair_trace=pair_trace,
+                    obs_list=obs_list, pdraws=pdraws)
+
+    # with a checkpoint, Ctrl-C (SIGINT) is taken at the next step boundary: saved, then re-raised
+    interrupted = False
+    prev_sigint = None
+    if checkpoint is not None and threading.current_thread() is threading.main_thread():
+        def on_sigint(signum, frame):
+            nonlocal interrupted
+            interrupted = True
+
+        prev_sigint = signal.signal(signal.SIGINT, on_sigint)
+
     check_every = 10  # health checks (finite loss, runaway) every 10 steps: one host sync per block
     d2_cur = None
     # plain SGLD writes each new state into the other of two buffers, whose parameter views are
     # built once (no per-step allocation of the state or of its views)
     plain = not (rms or sampler == "mala" or mala_every)
     if plain:
-        bufs = (flat, torch.empty_like(flat))
+        bufs = (flat, torch.empty_like(flat)) if s0 % 2 == 0 else (torch.empty_like(flat), flat)
         buf_views = tuple(layout.views(bf) for bf in bufs)
-    for s in range(total):
-        if sampler == "sgld":
-            xb, yb, xdim = src.next_batch()
-            L, g = engine.loss_and_grad(flat, xb, yb, xdim, buf_views[s % 2] if plain else None)
-        else:
-            L, g = Lcur, gcur
-        step_loss_dev.append(L)  # chains that are stopped are masked when the run ends
-        # health of the states since the last check: a NaN/Inf gradient puts NaN/Inf into the next
-        # state, whose loss (checked here) or distance to the centre (runaway check) is then
-        # non-finite; the first non-finite step of each chain is found in the block, so the
-        # recorded divergence step is exact
-        if s % check_every == check_every - 1 or s == last_draw:
-            lo = s - s % check_every
-            fin = torch.isfinite(torch.stack(step_loss_dev[lo:s + 1]))
-            if not bool(fin.all()):
-                bad_any = ~fin.all(0)
-                for ci in torch.nonzero(bad_any & alive).flatten().tolist():
-                    first = lo + int(torch.nonzero(~fin[:, ci])[0, 0])
-                    stop(torch.arange(C, device=dev) == ci, first,
-                         "loss became NaN/Inf (or the gradient did at the step before)")
-                    all_alive = False
-        j = draw_of_step.get(s)
-        if j is not None:
-            Lrec = L
-            if loss_eval == "full" and sampler == "sgld":
-                Lrec = engine.full_loss(flat, src, chunk_size)
-            loss_dev.append(Lrec)
-            if pair_trace is not None:
-                xb2, yb2, xdim2 = src.next_batch()
-                with torch.no_grad():
-                    L2 = engine.losses(flat, xb2, yb2, xdim2)
-                pair_trace[:, j] = torch.where(alive, L2, torch.nan).cpu()
-            if d2_cur is None:
-                d2_cur = torch.linalg.vector_norm(flat - c, dim=-1).square()
-            dist_dev.append(d2_cur)
-            if observable is not None:
-                o = eval_obs(flat)
-                o = torch.where(alive[:, None], o, torch.nan)
-                obs_list[j] = o.cpu()
-            if pdraws is not None:
-                pdraws[:, j] = torch.where(alive[:, None], flat, torch.nan).cpu()
-        if s == last_draw:
-            break
-        with torch.no_grad():
-            if rms or sampler == "mala" or mala_every:
-                noise = torch.randn((C, P), generator=gen, device=dev, dtype=dtype)
-                gl = nb_t * g
-                drift = gl + gamma * (flat - c) if gamma > 0 else gl
-                if rms:
-                    V = gl * gl if V is None else rmsprop_alpha * V + (1 - rmsprop_alpha) * gl * gl
-                    G = 1.0 / (V.sqrt() + rmsprop_eps)
-                    new = flat - half_lr * G * drift + (lr_t * G).sqrt() * noise
-                else:
-                    new = flat - half_lr * drift + sqrt_lr * noise
+    try:
+        for s in range(s0, total):
+            if checkpoint is not None and s > s0 and (interrupted or s % checkpoint_every == 0 or s == last_draw):
+                ckpt.save(checkpoint, snapshot(s))
+            if interrupted:
+                raise KeyboardInterrupt(f"interrupted at step {s} of {total}; "
+                                        + (f"the state is saved in {checkpoint}: run the same call again to resume"
+                                           if s > s0 else f"nothing new to save in {checkpoint}"))
+            if sampler == "sgld":
+                xb, yb, xdim = src.next_batch()
+                L, g = engine.loss_and_grad(flat, xb, yb, xdim, buf_views[s % 2] if plain else None)
             else:
-                # in place on the noise buffer (no temporaries):
-                # w − (ε/2)(nβ g + γ(w − c)) + √ε ξ = (1 − εγ/2) w + (εγ/2) c − (εnβ/2) g + √ε ξ
-                new = bufs[(s + 1) % 2]
-                if uniform:  # √ε drawn with the noise: normal_(0, √ε) gives the same numbers as √ε·randn
-                    new.normal_(0.0, s_lr, generator=gen)
+                L, g = Lcur, gcur
+            step_loss_dev.append(L)  # chains that are stopped are masked when the run ends
+            # health of the states since the last check: a NaN/Inf gradient puts NaN/Inf into the next
+            # state, whose loss (checked here) or distance to the centre (runaway check) is then
+            # non-finite; the first non-finite step of each chain is found in the block, so the
+            # recorded divergence step is exact
+            if s % check_every == check_every - 1 or s == last_draw:
+                lo = s - s % check_every
+                fin = torch.isfinite(torch.stack(step_loss_dev[lo:s + 1]))
+                if not bool(fin.all()):
+                    bad_any = ~fin.all(0)
+                    for ci in torch.nonzero(bad_any & alive).flatten().tolist():
+                        first = lo + int(torch.nonzero(~fin[:, ci])[0, 0])
+                        stop(torch.arange(C, device=dev) == ci, first,
+                             "loss became NaN/Inf (or the gradient did at the step before)")
+                        all_alive = False
+            j = draw_of_step.get(s)
+            if j is not None:
+                Lrec = L
+                if loss_eval == "full" and sampler == "sgld":
+                    Lrec = engine.full_loss(flat, src, chunk_size)
+                loss_dev.append(Lrec)
+                if pair_trace is not None:
+                    xb2, yb2, xdim2 = src.next_batch()
+                    with torch.no_grad():
+                        L2 = engine.losses(flat, xb2, yb2, xdim2)
+                    pair_trace[:, j] = torch.where(alive, L2, torch.nan).cpu()
+                if d2_cur is None:
+                    d2_cur = torch.linalg.vector_norm(flat - c, dim=-1).square()
+                dist_dev.append(d2_cur)
+                if observable is not None:
+                    o = eval_obs(flat)
+                    o = torch.where(alive[:, None], o, torch.nan)
+                    obs_list[j] = o.cpu()
+                if pdraws is not None:
+                    pdraws[:, j] = torch.where(alive[:, None], flat, torch.nan).cpu()
+            if s == last_draw:
+                break
+            with torch.no_grad():
+                if rms or sampler == "mala" or mala_every:
+                    noise = torch.randn((C, P), generator=gen, device=dev, dtype=dtype)
+                    gl = nb_t * g
+                    drift = gl + gamma * (flat - c) if gamma > 0 else gl
+                    if rms:
+                        V = gl * gl if V is None else rmsprop_alpha * V + (1 - rmsprop_alpha) * gl * gl
+                        G = 1.0 / (V.sqrt() + rmsprop_eps)
+                        new = flat - half_lr * G * drift + (lr_t * G).sqrt() * noise
+                    else:
+                        new = flat - half_lr * drift + sqrt_lr * noise
                 else:
-                    new.normal_(generator=gen).mul_(sqrt_lr)
-                _axpy(new, g, c_g)
-                if gamma > 0:
-                    _axpy(new, flat, c_w).add_(c_term)
-                else:
-                    new.add_(flat)
-            if sampler == "mala" or (mala_every and s % mala_every == 0):
-                # Metropolis-Hastings log ratio of the Langevin proposal
-                if sampler == "mala":
-                    Lnew, gnew = engine.full_loss(new, src, chunk_size, grad=True)
-                else:
-                    Lnew, gnew = engine.loss_and_grad(new, xb, yb, xdim)
-                Gm = G if rms else 1.0
+                    # in place on the noise buffer (no temporaries):
+                    # w − (ε/2)(nβ g + γ(w − c)) + √ε ξ = (1 − εγ/2) w + (εγ/2) c − (εnβ/2) g + √ε ξ
+                    new = bufs[(s + 1) % 2]
+                    if uniform:  # √ε drawn with the noise: normal_(0, √ε) gives the same numbers as √ε·randn
+                        new.normal_(0.0, s_lr, generator=gen)
+                    else:
+                        new.normal_(generator=gen).mul_(sqrt_lr)
+                    _axpy(new, g, c_g)
+                    if gamma > 0:
+                        _axpy(new, flat, c_w).add_(c_term)
+                    else:
+                        new.add_(flat)
+                if sampler == "mala" or (mala_every and s % mala_every == 0):
+                    # Metropolis-Hastings log ratio of the Langevin proposal
+                    if sampler == "mala":
+                        Lnew, gnew = engine.full_loss(new, src, chunk_size, grad=True)
+                    else:
+                        Lnew, gnew = engine.loss_and_grad(new, xb, yb, xdim)
+                    Gm = G if rms else 1.0
 
-                nbv = nb_t if nb_uniform else nb_t[:, 0]
+                    nbv = nb_t if nb_uniform else nb_t[:, 0]
 
-                def U(Lv, w):
-                    return nbv * Lv + (0.5 * gamma * ((w - c) ** 2).sum(1) if gamma > 0 else 0.0)
+                    def U(Lv, w):
+                        return nbv * Lv + (0.5 * gamma * ((w - c) ** 2).sum(1) if gamma > 0 else 0.0)
 
-                dnew = nb_t * gnew + (gamma * (new - c) if gamma > 0 else 0.0)
-                fwd = new - flat + half_lr * Gm * drift
-                bwd = flat - new + half_lr * Gm * dnew
-                logq_fwd = -(fwd * fwd / Gm).sum(1) / (2 * lr_t[:, 0])
-                logq_bwd = -(bwd * bwd / Gm).sum(1) / (2 * lr_t[:, 0])
-                log_a = -U(Lnew, new) + U(L, flat) + logq_bwd - logq_fwd
-                a = torch.exp(torch.clamp(log_a, max=0.0))
-                a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
-                acc_sum += torch.where(alive, a, torch.zeros_like(a))
-                acc_cnt += 1
-                if sampler == "mala":
-                    u = torch.rand(C, generator=gen, device=dev, dtype=dtype)
-                    accept = (u < a) & torch.isfinite(Lnew)
-                    new = torch.where(accept[:, None], new, flat)
-                    Lcur = torch.where(accept, Lnew, Lcur)
-                    gcur = torch.where(accept[:, None], gnew, gcur)
-            d2_cur = None  # ‖w − c‖² of the next state, computed at most once per step (runaway check + distance trace)
-            if (s + 1) in draw_of_step:
-                d2_cur = torch.linalg.vector_norm(new - c, dim=-1).square()
-            if s % check_every == 0:
-                d2 = d2_cur = d2_cur if d2_cur is not None else torch.linalg.vector_norm(new - c, dim=-1).square()
-                nonfinite = ~torch.isfinite(d2)
-                if bool((nonfinite & alive).any()):
-                    stop(nonfinite, s + 1, "weights became NaN/Inf (NaN/Inf gradient)")
-                    all_alive = False
-                runaway = d2 > radius2
-                if bool((runaway & alive).any()):
-                    stop(runaway, s + 1, f"‖w − center‖² exceeded {radius2:.3g} (runaway: lr too large for the curvature "
-                                         f"met, or localization too weak)")
-                    all_alive = False
-            if not all_alive:
-                if plain:
-                    new[~alive] = c  # in place: ``new`` is one of the two state buffers
-                else:
-                    new = torch.where(alive[:, None], new, c)
-                if sampler == "mala":
-                    Lcur = torch.where(alive, Lcur, torch.zeros_like(Lcur))
-                    gcur = torch.where(alive[:, None], gcur, torch.zeros_like(gcur))
-            flat = new
-        if pbar is not None:
-            pbar.update(1)
+                    dnew = nb_t * gnew + (gamma * (new - c) if gamma > 0 else 0.0)
+                    fwd = new - flat + half_lr * Gm * drift
+                    bwd = flat - new + half_lr * Gm * dnew
+                    logq_fwd = -(fwd * fwd / Gm).sum(1) / (2 * lr_t[:, 0])
+                    logq_bwd = -(bwd * bwd / Gm).sum(1) / (2 * lr_t[:, 0])
+                    log_a = -U(Lnew, new) + U(L, flat) + logq_bwd - logq_fwd
+                    a = torch.exp(torch.clamp(log_a, max=0.0))
+                    a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
+                    acc_sum += torch.where(alive, a, torch.zeros_like(a))
+                    acc_cnt += 1
+                    if sampler == "mala":
+                        u = torch.rand(C, generator=gen, device=dev, dtype=dtype)
+                        accept = (u < a) & torch.isfinite(Lnew)
+                        new = torch.where(accept[:, None], new, flat)
+                        Lcur = torch.where(accept, Lnew, Lcur)
+                        gcur = torch.where(accept[:, None], gnew, gcur)
+                d2_cur = None  # ‖w − c‖² of the next state, computed at most once per step (runaway check + distance trace)
+                if (s + 1) in draw_of_step:
+                    d2_cur = torch.linalg.vector_norm(new - c, dim=-1).square()
+                if s % check_every == 0:
+                    d2 = d2_cur = d2_cur if d2_cur is not None else torch.linalg.vector_norm(new - c, dim=-1).square()
+                    nonfinite = ~torch.isfinite(d2)
+                    if bool((nonfinite & alive).any()):
+                        stop(nonfinite, s + 1, "weights became NaN/Inf (NaN/Inf gradient)")
+                        all_alive = False
+                    runaway = d2 > radius2
+                    if bool((runaway & alive).any()):
+                        stop(runaway, s + 1, f"‖w − center‖² exceeded {radius2:.3g} (runaway: lr too large for the curvature "
+                                             f"met, or localization too weak)")
+                        all_alive = False
+                if not all_alive:
+                    if plain:
+                        new[~alive] = c  # in place: ``new`` is one of the two state buffers
+                    else:
+                        new = torch.where(alive[:, None], new, c)
+                    if sampler == "mala":
+                        Lcur = torch.where(alive, Lcur, torch.zeros_like(Lcur))
+                        gcur = torch.where(alive[:, None], gcur, torch.zeros_like(gcur))
+                flat = new
+            if pbar is not None:
+                pbar.update(1)
+    finally:
+        if prev_sigint is not None:
+            signal.signal(signal.SIGINT, prev_sigint)
     if pbar is not None:
         pbar.close()
     # a chain stopped at step s_c contributes no step loss and no draw at or after s_c

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"deepeft: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("deepeft: interrupted; finished results are kept", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"deepeft: {exc or 'interrupted'}; finished results are kept", file=sys.stderr)
         return 130
 
 

@@ -74,8 +74,8 @@ def _loss(args):
 def _sampler_kwargs(args) -> dict:
     kw = dict(localization=args.localization, num_chains=args.chains, num_draws=args.draws,
               num_burnin_steps=_burnin(args), num_steps_bw_draws=args.steps_bw_draws, seed=args.seed,
-              device=args.device, sampler=args.sampler,
-              progress=not (args.json or args.no_progress))
+              device=args.device, sampler=args.sampler, checkpoint=args.checkpoint,
+              checkpoint_every=args.checkpoint_every, progress=not (args.json or args.no_progress))
     if args.nbeta is not None:
         kw["nbeta"] = args.nbeta
     if args.batch_size is not None:
@@ -109,6 +109,9 @@ def _common(p: argparse.ArgumentParser, with_lr: bool = True) -> None:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=200)
     p.add_argument("--burnin", default="auto", help="burn-in steps, or 'auto' (default): 3/(lr·γ), at most 10× the draws' span")
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="save the sampler state here (every --checkpoint-every steps, on Ctrl-C, at the end); rerun to resume")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--steps-bw-draws", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=None, help="default min(n, 512)")
     p.add_argument("--params", nargs="+", default=None, help="sample only these parameters (names / glob patterns)")
@@ -137,7 +140,8 @@ def _pilot_kwargs(args) -> dict:
     """Sampler keyword arguments for routines that choose chains, draws and burn-in themselves
     (calibrate, degrade)."""
     kw = _sampler_kwargs(args)
-    for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "sampler"):
+    for k in ("num_chains", "num_draws", "num_burnin_steps", "num_steps_bw_draws", "progress", "sampler",
+              "checkpoint", "checkpoint_every"):
         kw.pop(k, None)
     return kw
 

@@ -93,3 +93,19 @@ def test_temperature_commands_reject_a_bad_lr(saved_dln, capsys):
                 ["bayes", "beta-sweep", m]):
         assert main([*cmd, "--data", d, "--lr", "abc"]) == 2
         assert "--lr" in capsys.readouterr().err
+
+
+def test_llc_checkpoint_resume(saved_dln, capsys, tmp_path):
+    # --checkpoint: a finished run's state is kept; the same command returns the same numbers
+    m, d = saved_dln
+    ck = str(tmp_path / "llc.ckpt")
+    cmd = ["llc", m, "--data", d, "--loss", "gaussian_nll", "--nbeta", "1000", "--localization", "1", "--lr", "5e-5",
+           "--chains", "2", "--draws", "40", "--burnin", "20", "--seed", "3", "--checkpoint", ck,
+           "--checkpoint-every", "10", "--json", "--no-progress"]
+    assert main(cmd) == 0
+    first = _json(capsys)
+    assert (tmp_path / "llc.ckpt").exists()
+    assert main(cmd) == 0
+    assert _json(capsys)["llc_mean"] == first["llc_mean"]
+    assert main([*cmd[:-4], "--lr", "1e-4", "--json"]) == 2  # another run's checkpoint: a clear error
+    assert "checkpoint" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
