@@ -32,6 +32,7 @@ PYTHONS = {
     "deepeft": sys.executable,
     "deepeft_rr": sys.executable,
     "deepeft_builtin": sys.executable,
+    "deepeft_gibbs": sys.executable,
     "devinterp": os.path.join(ROOT, "bench/.venvs/devinterp1/bin/python"),
     # canonical-interp 0.1.5 imports itertools.batched (Python >= 3.12): prefer a 3.12 venv if present
     "canonical": next((p for p in (os.path.join(ROOT, "bench/.venvs/canonical312/bin/python"),

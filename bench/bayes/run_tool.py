@@ -36,6 +36,17 @@ def main():
                          extrapolate_lr=(tool == "deepeft_rr"))
         llc, per = r.llc_mean, r.llc_per_chain.tolist()
         extra = {"rhat": r.diagnostics["rhat"], "ess": r.diagnostics["ess"], "llc_se": r.llc_se}
+    elif tool == "deepeft_gibbs":
+        # exact blocked Gibbs sweeps (deep linear networks only; full data, no step size): a different
+        # budget — 4 chains × (100 burn-in + 300 kept) sweeps — for the accuracy-per-second comparison
+        from deepeft.bayes import estimate_llc
+
+        if kind != "dln":
+            raise SystemExit("deepeft_gibbs: deep linear networks only")
+        r = estimate_llc(model, (x, y), "gaussian_nll", sampler="gibbs", localization=gamma, nbeta=nbeta, num_chains=C,
+                         num_draws=300, num_burnin_steps=100, seed=int(os.environ.get("BENCH_SEED", "0")))
+        llc, per = r.llc_mean, r.llc_per_chain.tolist()
+        extra = {"rhat": r.diagnostics["rhat"], "ess": r.diagnostics["ess"], "llc_se": r.llc_se}
     elif tool == "devinterp":
         from torch.utils.data import DataLoader, TensorDataset
         from devinterp.optim import SGLD
