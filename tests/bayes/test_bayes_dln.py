@@ -81,7 +81,8 @@ def test_dln_10x6_underrelaxed_langevin_is_flagged():
                           "27.96 / 28.57 / 29.01 at t = 1e3 / 1e4 / 1e5 (λ = 30), but at equilibrium the stiff "
                           "directions have curvature ~t·‖W‖⁸ ≈ 1e10·γ, so MALA started from Gibbs states accepts ~0 "
                           "at ε = 3e-5 and 0.03–0.85 at ε = 1e-7 (relaxation 1/(εγ) = 1e7 steps); started at w* it "
-                          "stays in the less stiff region (λ̂ ≈ 25–26). See docs/bayes.md", strict=False)
+                          "stays in the less stiff region (λ̂ ≈ 25–26). See docs/bayes.md; estimate_llc(..., "
+                          "sampler='gibbs') reaches it (test_bayes_dln_gibbs.py)", strict=False)
 def test_dln_origin_10x6():
     # [10]*6 at w* = 0: λ = 30, m = 1 — the target value is right (dln_gibbs reaches −3.3 % at t = 1e5,
     # tests/bayes/test_bayes_dln_gibbs.py); a Langevin sampler does not get there in any affordable run.
