@@ -142,10 +142,11 @@ def _run_temperatures(model, data, loss_fn, nbetas, *, chains_per_temperature, l
     if not nbetas:
         raise ParameterError("betas", nbetas, "at least one inverse temperature")
     cpt = check_int("chains_per_temperature", chains_per_temperature, 1)
-    lrs = _auto_lrs(model, data, loss_fn, params, nbetas, localization, lr, lr_factor, seed)
     T = len(nbetas)
+    gibbs = kw.get("sampler") == "gibbs"  # exact sweeps have no step size (reported as NaN)
+    lrs = [float("nan")] * T if gibbs else _auto_lrs(model, data, loss_fn, params, nbetas, localization, lr, lr_factor, seed)
     nb_chain = [nb for nb in nbetas for _ in range(cpt)]
-    lr_chain = [e for e in lrs for _ in range(cpt)]
+    lr_chain = [1.0 if gibbs else e for e in lrs for _ in range(cpt)]
     res = sample(model, data, loss_fn, nbeta=nb_chain, lr=lr_chain, num_chains=T * cpt, localization=localization,
                  center=center, params=params, seed=seed, loss_eval=loss_eval, **kw)
     mean_loss, mean_se, llc, llc_se, C, C_se, ndiv = (np.full(T, np.nan) for _ in range(7))

@@ -241,3 +241,4 @@ def test_beta_sweep_with_gibbs_sweeps():
     ref = dln_gibbs([5, 4, 5], 1e3, 1.0, num_chains=8, num_sweeps=2000, seed=1)
     assert abs(sw.llc[1] - ref.llc_mean) < 4 * math.hypot(sw.llc_se[1], ref.llc_se)
     assert sw.llc[0] < sw.llc[2] < 8.0 and np.all(np.isfinite(sw.heat_capacity))  # 7.55 → 7.93 (±0.06)
+    assert np.all(np.isnan(sw.lr))  # no step size
