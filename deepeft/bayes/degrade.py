@@ -9,7 +9,6 @@ measure Δ(nβ) = E[L_n] − L_n(w*), (2) interpolate log Δ against log nβ to 
 """
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -21,8 +20,8 @@ from torch import nn
 
 from ..core.errors import AccuracyWarning, ParameterError, check_int, check_positive
 from .llc import _jsonable
-from .samplers import _Engine, default_nbeta, sample, select_parameters
-from ._data import InMemoryData, resolve_loss, split_data
+from .samplers import default_nbeta, sample, top_curvature
+from ._data import resolve_loss, split_data
 
 
 @dataclass
@@ -84,14 +83,13 @@ def degrade(model: nn.Module, data: Any, loss_fn: Any = "mse", *, target_delta_l
     Each returned model is the final state of an independent chain after ``num_steps`` SGLD steps
     (the original model is untouched); ``delta_loss`` holds each one's full-data L_n − L_n(w*).
     ``lr=None`` (default) sets the step size of each temperature from the curvature at w*:
-    ε = 0.4/(nβ·h_max + γ), a tenth of the stability bound (one pilot chain per nβ, each with its own ε).
+    ε = 0.4/(nβ·h_max + γ), a tenth of the stability bound (one pilot chain per nβ, each with its own ε),
+    h_max the largest top Hessian eigenvalue of L_n at w* and at 3 draws from N(w*, I/γ).
     Pilot chains run ``pilot_steps`` (default ``num_steps``) steps; when the target lies outside the
     Δ range they measured, up to two more pilot rounds extend the nβ grid by three decades each.
     Directions held only by the localisation relax over 1/(εγ) steps: a warning says when
     ``num_steps`` is shorter, i.e. when Δ still depends on the run length.
     """
-    from .calibration import curvature_at_center
-
     if (target_delta_loss is None) == (nbeta is None):
         raise ParameterError("target_delta_loss/nbeta", (target_delta_loss, nbeta), "exactly one of the two")
     if sample_kwargs.get("checkpoint") is not None:
@@ -107,7 +105,10 @@ def degrade(model: nn.Module, data: Any, loss_fn: Any = "mse", *, target_delta_l
     n = int(x.shape[0]) if loader is None else (sample_kwargs.get("n") or len(loader.dataset))
     h_max = None
     if lr is None:
-        _, h_max = curvature_at_center(model, data, loss_fn, localization=localization, seed=seed, **sample_kwargs)
+        # the curvature at w* and at 3 draws from the localisation Gaussian: at a singular w* the Hessian
+        # vanishes and only the curvature the chains meet sets a stable step
+        h_max = top_curvature(model, data, loss_fn, params=sample_kwargs.get("params"), seed=seed,
+                              localization=localization, num_points=3)
         if h_max <= 0 and localization <= 0:
             raise ParameterError("lr", None, "a step size (the loss is flat at w* and localization = 0: no curvature sets one)")
 
@@ -162,7 +163,15 @@ def degrade(model: nn.Module, data: Any, loss_fn: Any = "mse", *, target_delta_l
             order = np.argsort(ld)
             nb = float(math.exp(np.interp(lt, ld[order], lg[order])))
         else:
-            nb = float(math.exp((lt - icpt) / slope))
+            nb = float(math.exp(min((lt - icpt) / slope, 700.0)))
+        lo_nb, hi_nb = float(grid[good].min()), float(grid[good].max())
+        if not (lo_nb / 10 <= nb <= hi_nb * 10):  # extrapolated more than a decade beyond the pilots
+            hint = ("a larger Δ needs a weaker localization (Δ saturates as nβ → 0)" if lt > ld.max()
+                    else "a smaller Δ needs a larger nβ than the pilots reached")
+            raise ParameterError("target_delta_loss", target,
+                                 f"a loss increase the pilots bracket: they measured Δ in [{math.exp(ld.min()):.3g}, "
+                                 f"{math.exp(ld.max()):.3g}] over nβ in [{lo_nb:.3g}, {hi_nb:.3g}] at localization "
+                                 f"{localization:g}; {hint}")
     else:
         nb = check_positive("nbeta", nbeta)
         target = None

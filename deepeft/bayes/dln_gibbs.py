@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ import torch
 from ..core.errors import ParameterError, check_int, check_positive
 from .diagnostics import ess, rhat
 from .ground_truth import aoyagi_dln, check_dln
+
+if TYPE_CHECKING:
+    from .samplers import SampleResult
 
 
 @dataclass
@@ -214,8 +217,6 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
 # ------------------------------------------------------------------ sample(..., sampler="gibbs")
 def _dln_factors_of(model) -> list | None:
     """The bias-free ``nn.Linear`` layers of a plain ``nn.Sequential`` (a deep linear network), else None."""
-    from torch import nn
-
     from .samplers import _sequential_plan
 
     plan = _sequential_plan(model)
@@ -225,7 +226,7 @@ def _dln_factors_of(model) -> list | None:
 
 
 def gibbs_sample(*, model, data, loss, layout, nbeta, gamma, C, D, B, K, center, init, seed, dev, progress,
-                 record_params, keep_final, t_start, forbidden: dict) -> "SampleResult":
+                 record_params, keep_final, t_start, forbidden: dict) -> SampleResult:
     """``sample(..., sampler='gibbs')``: exact blocked Gibbs sweeps for a deep linear network on its
     full-data Gaussian-NLL (or MSE) posterior, packaged as a :class:`SampleResult` (one sweep = one
     step).  The data enter through Σ = xᵀx/n, Σ_yx = yᵀx/n and tr Σ_yy, so any regression data set

@@ -536,6 +536,31 @@ def top_hessian_eigenvalue(engine: _Engine, flat0: torch.Tensor, x, y, iters: in
 
 
 # ---------------------------------------------------------------------------------------- sample
+def top_curvature(model: nn.Module, data: Any, loss_fn: Any, *, params: Any = None, seed: int = 0,
+                  localization: float = 0.0, num_points: int = 0) -> float:
+    """Top Hessian eigenvalue of L_n (on ≤ 2048 samples, or a DataLoader's first batch) at the model's
+    weights w* and, with ``num_points`` > 0 and γ = ``localization`` > 0, the largest of it and its
+    values at ``num_points`` draws from the localisation Gaussian N(w*, I/γ) — the curvature a chain
+    meets, which at a singular w* (zero Hessian) is the only finite scale."""
+    layout = select_parameters(model, params)
+    engine = _Engine(model, layout, resolve_loss(loss_fn))
+    x, y, loader = split_data(data)
+    if loader is not None:
+        batch = next(iter(loader))
+        x, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) and len(batch) > 1 else (batch, None)
+    m = min(int(x.shape[0]), 2048)
+    dev = next(model.parameters()).device
+    xs, ys = x[:m].to(dev), None if y is None else y[:m].to(dev)
+    flat0 = layout.flatten(dict(model.named_parameters())).to(dev)
+    h = top_hessian_eigenvalue(engine, flat0, xs, ys, seed=seed)
+    if num_points > 0 and localization > 0:
+        gen = torch.Generator(device=dev).manual_seed(int(seed) + 1)
+        for _ in range(num_points):
+            w = flat0 + torch.randn(flat0.shape, generator=gen, device=dev, dtype=flat0.dtype) / math.sqrt(localization)
+            h = max(h, top_hessian_eigenvalue(engine, w, xs, ys, seed=seed))
+    return h
+
+
 def sample(
     model: nn.Module,
     data: Any,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from torch import nn
 from ..core.errors import ParameterError, check_int, check_positive
 from .diagnostics import ess
 from .llc import _jsonable
-from .samplers import SampleResult, _Engine, default_nbeta, sample, select_parameters, top_hessian_eigenvalue
+from .samplers import SampleResult, _Engine, default_nbeta, sample, select_parameters, top_curvature
 from ._data import InMemoryData, resolve_loss, split_data
 
 
@@ -92,16 +92,7 @@ def _auto_lrs(model, data, loss_fn, params, nbetas: Sequence[float], localizatio
             return [check_positive("lr", v) for v in lr]
         return [check_positive("lr", lr)] * len(nbetas)
     check_positive("lr_factor", lr_factor)
-    layout = select_parameters(model, params)
-    engine = _Engine(model, layout, resolve_loss(loss_fn))
-    x, y, loader = split_data(data)
-    if loader is not None:
-        batch = next(iter(loader))
-        x, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) and len(batch) > 1 else (batch, None)
-    m = min(int(x.shape[0]), 2048)
-    dev = next(model.parameters()).device
-    flat0 = layout.flatten(dict(model.named_parameters())).to(dev)
-    h = top_hessian_eigenvalue(engine, flat0, x[:m].to(dev), None if y is None else y[:m].to(dev), seed=seed)
+    h = top_curvature(model, data, loss_fn, params=params, seed=seed)
     out = []
     for nb in nbetas:
         a = nb * h + localization

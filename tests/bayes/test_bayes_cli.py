@@ -109,3 +109,20 @@ def test_llc_checkpoint_resume(saved_dln, capsys, tmp_path):
     assert _json(capsys)["llc_mean"] == first["llc_mean"]
     assert main([*cmd[:-4], "--lr", "1e-4", "--json"]) == 2  # another run's checkpoint: a clear error
     assert "checkpoint" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+
+
+def test_degrade_with_default_step_size(saved_dln, capsys, tmp_path):
+    # the default --lr auto: each temperature's ε from the curvature (a fixed 1e-4 used to fail the stability
+    # check on small models); models are saved and their measured Δloss reported
+    m, d = saved_dln
+    out = tmp_path / "deg"
+    assert main(["bayes", "degrade", m, "--data", d, "--loss", "gaussian_nll", "--target-delta-loss", "0.05",
+                 "--localization", "1", "--steps", "300", "--num-models", "3", "--seed", "0", "--out-dir", str(out),
+                 "--json"]) == 0
+    r = _json(capsys)
+    assert len(r["paths"]) == 3 and all((out / f"degraded_{i}.pt").exists() for i in range(3))
+    assert r["lr"] > 0 and len(r["pilot"]["lr"]) == len(r["pilot"]["nbeta"]) and all(v > 0 for v in r["delta_loss"])
+    # at γ = 100 the loss increase saturates near 0.004 on this model: an unreachable target is a clear error
+    assert main(["bayes", "degrade", m, "--data", d, "--loss", "gaussian_nll", "--target-delta-loss", "0.05",
+                 "--steps", "100", "--out-dir", str(out), "--json"]) == 2
+    assert "weaker localization" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
