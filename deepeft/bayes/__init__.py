@@ -9,6 +9,7 @@ Sampling the localised tempered posterior p(w) ∝ exp(−nβ L_n(w) − γ/2 �
 - :func:`wbic`, :func:`thermodynamic_integration`, :func:`heat_capacity`, :func:`beta_sweep`
 - :func:`susceptibilities`           Cov(observable, nβ L_n) with error bars
 - :func:`degrade`                    SGLD-degraded copies at a target Δloss or temperature
+- :func:`llc_sweep`                  λ̂ of many models (e.g. training checkpoints) into the embedded store, resumable, on Dask
 - diagnostics: :func:`rhat`, :func:`ess`, :func:`trace_drift`
 - ground truths: :func:`aoyagi_dln`, :func:`rrr_rlct`, :func:`normal_crossing_rlct`,
   :func:`quadratic_llc_expectation`, Bayesian linear regression closed forms, and
@@ -33,6 +34,7 @@ from .ground_truth import (
     rrr_rlct,
 )
 from .llc import LLCResult, estimate_llc, llc_from_samples
+from .sweep import llc_sweep, load_llc_sweep, plot_llc_sweep
 from .samplers import (
     ConvergenceWarning,
     DivergenceWarning,
@@ -63,6 +65,7 @@ __all__ = [
     "FreeEnergyResult", "TemperatureResult", "plot_beta_sweep", "plot_loss_trace",
     "susceptibilities", "per_sample_loss", "SusceptibilityResult",
     "degrade", "DegradeResult",
+    "llc_sweep", "load_llc_sweep", "plot_llc_sweep",
     "rhat", "ess", "mcse_mean", "trace_drift", "summarize_trace",
     "aoyagi_dln", "rrr_rlct", "normal_crossing_rlct", "homogeneous_rlct", "quadratic_llc_expectation",
     "blr_free_energy", "blr_expected_nll", "blr_wbic", "blr_heat_capacity", "dln_num_params",

@@ -1,4 +1,4 @@
-"""``deepeft llc`` and ``deepeft bayes {calibrate,wbic,ti,beta-sweep,susceptibility,degrade,aoyagi,dln-gibbs}``.
+"""``deepeft llc`` and ``deepeft bayes {calibrate,wbic,ti,beta-sweep,susceptibility,degrade,llc-sweep,aoyagi,dln-gibbs}``.
 
 File formats (all written with ``torch.save``):
 
@@ -57,8 +57,6 @@ def _load_data(path: str):
 
 def _loss(args):
     if args.loss == "gaussian_nll" and args.sigma is not None:
-        import torch
-
         s2 = float(args.sigma) ** 2
         if not s2 > 0:
             raise ParameterError("--sigma", args.sigma, "> 0")
@@ -97,8 +95,9 @@ def _emit(args, payload: dict, text: str) -> None:
             json.dump(payload, fh, indent=2)
 
 
-def _common(p: argparse.ArgumentParser, with_lr: bool = True) -> None:
-    p.add_argument("model", metavar="MODEL.pt", help="whole pickled nn.Module (torch.save(model, path))")
+def _common(p: argparse.ArgumentParser, with_lr: bool = True, many_models: bool = False) -> None:
+    p.add_argument("model", metavar="MODEL.pt", nargs="+" if many_models else None,
+                   help="whole pickled nn.Module (torch.save(model, path))" + (", one or more" if many_models else ""))
     p.add_argument("--data", required=True, metavar="DATA.pt", help="dict {'x','y'} / tuple (x, y) / tensor, torch.save'd")
     p.add_argument("--loss", default="mse", choices=["mse", "gaussian_nll", "cross_entropy"])
     p.add_argument("--sigma", type=float, default=None, help="noise std for gaussian_nll (adds the NLL constants)")
@@ -189,6 +188,29 @@ def cmd_llc(args) -> int:
         payload["plot"] = plot_loss_trace(res.samples, args.plot, title=f"LLC {res.llc_mean:.3g} ± {res.llc_se:.2g}")
     _emit(args, payload, res.summary() + (f"\n  plot: {args.plot}" if args.plot else ""))
     return 0
+
+
+def cmd_llc_sweep(args) -> int:
+    from ..bayes import llc_sweep, plot_llc_sweep
+    from ..core.jsonutil import to_jsonable
+
+    if args.sigma is not None:
+        raise ParameterError("--sigma", args.sigma, "not given to llc-sweep (built-in loss names only)")
+    if str(args.lr).lower() == "auto":
+        raise ParameterError("--lr", args.lr, "a number for llc-sweep (calibrate once with `deepeft bayes calibrate`)")
+    kw = _sampler_kwargs(args)
+    for k in ("progress", "checkpoint", "checkpoint_every"):
+        kw.pop(k, None)
+    df = llc_sweep(args.model, args.data, args.loss, out=args.out_dir, labels=args.labels, workers=args.workers,
+                   scheduler=args.scheduler, progress=not (args.json or args.no_progress), lr=_lr_number(args), **kw)
+    payload = {"out_dir": args.out_dir, "models": to_jsonable(df.drop(columns=["key"]).to_dict(orient="records"))}
+    if args.plot:
+        plot_llc_sweep(df, args.plot)
+        payload["plot"] = args.plot
+    cols = ["label", "llc_mean", "llc_se", "rhat", "status"]
+    _emit(args, payload, df[cols].to_string(index=False) + f"\n  store: {args.out_dir}"
+          + (f"\n  plot: {args.plot}" if args.plot else ""))
+    return 0 if (df["status"] == "ok").all() else 1
 
 
 def cmd_calibrate(args) -> int:
@@ -315,7 +337,7 @@ def register(subparsers) -> None:
     p.add_argument("--traces", action="store_true", help="include the chains × draws loss trace in the JSON")
     p.set_defaults(func=cmd_llc)
 
-    b = subparsers.add_parser("bayes", help="Bayesian thermodynamics: calibrate, wbic, ti, beta-sweep, susceptibility, degrade, aoyagi, dln-gibbs",
+    b = subparsers.add_parser("bayes", help="Bayesian thermodynamics: calibrate, wbic, ti, beta-sweep, susceptibility, degrade, llc-sweep, aoyagi, dln-gibbs",
                               description="Bayesian thermodynamics of a saved model.\n\n" + FORMATS, formatter_class=fmt)
     bs = b.add_subparsers(dest="bayes_command", metavar="SUBCOMMAND")
 
@@ -359,6 +381,17 @@ def register(subparsers) -> None:
     d.add_argument("--out-dir", default="deepeft-out/degraded")
     # 'auto': each temperature's step size from the curvature at w*, 0.4/(nβ·h_max + γ)
     d.set_defaults(func=cmd_degrade, lr="auto")
+
+    w = bs.add_parser("llc-sweep", help="λ̂ of many models (e.g. training checkpoints) into the embedded store; "
+                                       "reruns resume; --workers/--scheduler run it on Dask",
+                      description=FORMATS, formatter_class=fmt)
+    _common(w, many_models=True)
+    w.add_argument("--labels", nargs="+", default=None, help="one label per model (default: file names)")
+    w.add_argument("--out-dir", default="deepeft-out/llc-sweep", help="sweep folder (study.sqlite, checkpoints)")
+    w.add_argument("--workers", type=int, default=None, help="local Dask processes (default: in-process)")
+    w.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
+    w.add_argument("--plot", default=None, metavar="PNG", help="λ̂ ± 2 SE against the models' order")
+    w.set_defaults(func=cmd_llc_sweep)
 
     a = bs.add_parser("aoyagi", help="Aoyagi's RLCT of a deep linear network")
     a.add_argument("widths", type=int, nargs="+", help="H_0 (input) … H_L (output)")

@@ -1,0 +1,252 @@
+"""λ̂ across many models — training checkpoints, seeds, widths — into the embedded store.
+
+``llc_sweep(models, data, loss, out="llc-sweep", lr=…, …)`` estimates the local learning
+coefficient of every model with the same sampler settings and writes each result, when it is
+finished, as one point of the SQLite store in ``out`` (:mod:`deepeft.studies.store`; read it back
+with :func:`deepeft.studies.load_study` or :func:`load_llc_sweep`).  The sweep folder is
+self-contained: models and data given as Python objects are saved into it first.
+
+* **Resume.**  A point's key is the sha256 of its configuration (model and data digests, loss,
+  sampler settings) and the package's result version; a rerun skips every finished point.  In-process
+  runs also give each point a sampler checkpoint (``out/checkpoints``), so an interrupted point resumes
+  at the step it reached (:mod:`deepeft.bayes.checkpoint`).
+* **Scale-out.**  ``workers=k`` runs the points on a local Dask cluster of k processes and
+  ``scheduler="tcp://…"`` on an existing Dask cluster (models and data are read from the sweep folder,
+  which the workers must see); results are written by this process as they arrive.
+* A point that fails (a bad checkpoint file, every chain diverged) is stored with its error and the
+  sweep goes on; a rerun retries it.  A point's sampler checkpoint is deleted once the point is stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.errors import ParameterError
+
+SWEEP_ARRAYS = ("llc/mean", "llc/se", "llc/std", "llc/per_chain", "llc/loss_trace", "llc/init_loss", "llc/nbeta",
+                "llc/rhat", "llc/ess")
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _jsonable_setting(name: str, v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)) and all(isinstance(u, (bool, int, float, str)) for u in v):
+        return list(v)
+    raise ParameterError(name, type(v).__name__, "a number, string, bool or list of those in an llc_sweep "
+                         "(settings are part of each point's key)")
+
+
+def _llc_point(config: dict[str, Any], _inputs: Any = None) -> dict[str, np.ndarray]:
+    """Point function (runs on a Dask worker or in-process): load the model and data from the sweep
+    folder and estimate λ̂ with the point's settings."""
+    from .llc import estimate_llc
+
+    model = torch.load(config["model_path"], weights_only=False, map_location="cpu")
+    data = torch.load(config["data_path"], weights_only=False, map_location="cpu")
+    kw = dict(config["settings"])
+    if config.get("checkpoint"):
+        kw["checkpoint"] = config["checkpoint"]
+    r = estimate_llc(model, data, config["loss"], **kw)
+    d = r.diagnostics
+
+    def num(v):
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else float("nan")
+
+    return {"llc/mean": np.asarray(r.llc_mean), "llc/se": np.asarray(r.llc_se), "llc/std": np.asarray(r.llc_std),
+            "llc/per_chain": np.asarray(r.llc_per_chain, dtype=np.float64),
+            "llc/loss_trace": np.asarray(r.loss_trace, dtype=np.float64),
+            "llc/init_loss": np.asarray(r.init_loss), "llc/nbeta": np.asarray(float(r.nbeta)),
+            "llc/rhat": np.asarray(num(d.get("rhat"))), "llc/ess": np.asarray(num(d.get("ess")))}
+
+
+def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_fn: str = "mse", *,
+              out: str | os.PathLike = "llc-sweep", labels: Sequence[str] | None = None, workers: int | None = None,
+              scheduler: str | None = None, progress: bool = True, **llc_kwargs):
+    """λ̂ of every model in ``models`` (files saved with ``torch.save(model, path)``, or modules) on
+    ``data`` (a torch.save file, or in-memory data as accepted by :func:`estimate_llc`), with the
+    same ``llc_kwargs`` (``lr``, ``localization``, ``nbeta``, ``num_chains``, ``num_draws``, …; JSON-able
+    values only).  ``loss_fn`` is a built-in loss name.  Returns a pandas DataFrame, one row per model
+    in order: ``label``, ``llc_mean``, ``llc_se``, ``llc_std``, ``rhat``, ``ess``, ``status``, ``error``.
+    """
+    from .._provenance import result_version
+    from ..studies.points import execute_point
+    from ..studies.store import Store
+    from ..studies.studyfile import point_key
+    from ._data import LOSSES
+
+    if not isinstance(loss_fn, str) or loss_fn not in LOSSES:
+        raise ParameterError("loss_fn", loss_fn, f"one of {sorted(LOSSES)} in an llc_sweep (points may run in other processes)")
+    models = list(models)
+    if not models:
+        raise ParameterError("models", models, "at least one model")
+    if labels is not None and len(labels) != len(models):
+        raise ParameterError("labels", len(labels), f"one label per model ({len(models)})")
+    for k in ("checkpoint", "progress"):
+        if k in llc_kwargs:
+            raise ParameterError(k, llc_kwargs[k], "not given to llc_sweep (it sets it per point)")
+    settings = {k: _jsonable_setting(k, v) for k, v in sorted(llc_kwargs.items())}
+    if isinstance(settings.get("lr"), str):
+        raise ParameterError("lr", settings["lr"], "a number in an llc_sweep (calibrate once, then sweep)")
+    outdir = Path(out)
+    (outdir / "models").mkdir(parents=True, exist_ok=True)
+    (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+
+    # data: a file, or in-memory data saved into the sweep folder
+    if isinstance(data, (str, os.PathLike)):
+        data_path = Path(data)
+        if not data_path.exists():
+            raise ParameterError("data", str(data), "an existing torch.save file or in-memory data")
+    else:
+        data_path = outdir / "data.pt"
+        torch.save(data, data_path)
+    data_sha = _file_sha256(data_path)
+
+    # models: files (digest of the bytes), or modules saved into the sweep folder under a digest of
+    # their architecture and weights (content-addressed: the same module always maps to one file)
+    paths, digests = [], []
+    for i, m in enumerate(models):
+        if isinstance(m, nn.Module):
+            from .checkpoint import tensor_digest
+
+            sd = m.state_dict()
+            dg = hashlib.sha256((repr(m) + "".join(sd) + tensor_digest(*sd.values())).encode()).hexdigest()
+            p = outdir / "models" / f"model_{dg[:16]}.pt"
+            if not p.exists():
+                torch.save(m, p)
+        elif isinstance(m, (str, os.PathLike)):
+            p = Path(m)
+            if not p.exists():
+                raise ParameterError(f"models[{i}]", str(m), "an existing file saved with torch.save(model, path)")
+            dg = _file_sha256(p)
+        else:
+            raise ParameterError(f"models[{i}]", type(m).__name__, "a file path or an nn.Module")
+        paths.append(p)
+        digests.append(dg)
+    labels = [str(v) for v in labels] if labels is not None else (
+        [Path(p).stem if isinstance(m, (str, os.PathLike)) else f"model_{i}" for i, (p, m) in enumerate(zip(paths, models))])
+
+    version = result_version()
+    planned = []
+    for i, (p, dg, lab) in enumerate(zip(paths, digests, labels)):
+        # the key covers what determines the result (not the model's position or label: reordering or
+        # relabelling the models reuses stored points)
+        ident = {"kind": "llc", "model_sha256": dg, "data_sha256": data_sha, "loss": loss_fn,
+                 "settings": settings}
+        key = point_key(ident, version)
+        cfg = {**ident, "index": i, "label": lab}
+        runtime = {**cfg, "model_path": str(p.resolve()), "data_path": str(data_path.resolve())}
+        planned.append((i, key, cfg, runtime))
+
+    with Store(outdir) as store:
+        store.set_meta("study_name", "llc-sweep")
+        done = store.finished_keys()
+        todo, queued = [], set()
+        for t in planned:  # a model listed twice is computed once
+            if t[1] not in done and t[1] not in queued:
+                todo.append(t)
+                queued.add(t[1])
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(planned), initial=len(planned) - len(todo), unit="model", desc="llc-sweep",
+                   disable=not progress, file=sys.stderr)
+        try:
+            if workers is None and scheduler is None:
+                for i, key, cfg, runtime in todo:
+                    ck = (outdir / "checkpoints" / f"{key[:24]}.ckpt").resolve()
+                    runtime["checkpoint"] = str(ck)
+                    res = execute_point(_llc_point, runtime, None, torch.get_num_threads())
+                    _store(store, key, i, cfg, version, res)
+                    if res["status"] == "ok":  # stored: the sampler state is no longer needed
+                        ck.unlink(missing_ok=True)
+                    bar.update(1)
+            elif todo:
+                from distributed import as_completed
+
+                from ..studies.runner import _make_client
+
+                client, cluster, _ = _make_client(workers, scheduler, 1)
+                try:
+                    futs = {client.submit(execute_point, _llc_point, rt, None, 1, pure=False): (i, key, cfg)
+                            for i, key, cfg, rt in todo}
+                    for fut in as_completed(list(futs)):
+                        i, key, cfg = futs[fut]
+                        _store(store, key, i, cfg, version, fut.result())
+                        bar.update(1)
+                finally:
+                    client.close()
+                    if cluster is not None:
+                        cluster.close()
+        finally:
+            bar.close()
+    df = load_llc_sweep(outdir, keys=[k for _, k, _, _ in planned])
+    df["index"] = [i for i, _, _, _ in planned]  # this call's order and labels
+    df["label"] = labels
+    return df
+
+
+def _store(store, key, i, cfg, version, res) -> None:
+    store.write_point(key, idx=i, config=cfg, version=version, arrays=res["arrays"], status=res["status"],
+                      error=res["error"], compute_s=res["compute_s"], host=res["host"])
+
+
+def load_llc_sweep(out: str | os.PathLike, keys: Sequence[str] | None = None):
+    """The stored sweep as a DataFrame (one row per model; ``keys`` selects and orders the points)."""
+    import pandas as pd
+
+    from ..studies.store import Store
+
+    rows = {}
+    with Store(out, create=False, readonly=True) as store:
+        for rec in store.records():
+            if rec["config"].get("kind") != "llc":
+                continue
+            a = rec["arrays"]
+
+            def scal(name):
+                return float(np.asarray(a[name]).reshape(-1)[0]) if name in a else float("nan")
+
+            rows[rec["key"]] = {"index": rec["config"]["index"], "label": rec["config"]["label"],
+                                "llc_mean": scal("llc/mean"), "llc_se": scal("llc/se"), "llc_std": scal("llc/std"),
+                                "rhat": scal("llc/rhat"), "ess": scal("llc/ess"), "nbeta": scal("llc/nbeta"),
+                                "init_loss": scal("llc/init_loss"), "status": rec["status"], "error": rec["error"],
+                                "compute_s": rec["compute_s"], "key": rec["key"]}
+    order = keys if keys is not None else sorted(rows, key=lambda k: rows[k]["index"])
+    missing = [k for k in order if k not in rows]
+    if missing:
+        raise ParameterError("keys", missing[0], "keys of points stored in this sweep")
+    return pd.DataFrame([dict(rows[k]) for k in order])
+
+
+def plot_llc_sweep(df, path: str | os.PathLike) -> None:
+    """λ̂ ± 2 SE against the models' order (e.g. training checkpoints)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = df[df["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.errorbar(ok["index"], ok["llc_mean"], yerr=2 * ok["llc_se"], fmt="o-", ms=3, capsize=2)
+    ax.set_xticks(list(ok["index"]))
+    ax.set_xticklabels(list(ok["label"]), rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("λ̂ (± 2 SE)")
+    ax.set_title("local learning coefficient across models")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
