@@ -62,6 +62,7 @@ def _llc_point(config: dict[str, Any], _inputs: Any = None) -> dict[str, np.ndar
     kw = dict(config["settings"])
     if config.get("checkpoint"):
         kw["checkpoint"] = config["checkpoint"]
+        kw["checkpoint_every"] = config["checkpoint_every"]
     r = estimate_llc(model, data, config["loss"], **kw)
     d = r.diagnostics
 
@@ -97,9 +98,11 @@ def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_f
         raise ParameterError("models", models, "at least one model")
     if labels is not None and len(labels) != len(models):
         raise ParameterError("labels", len(labels), f"one label per model ({len(models)})")
-    for k in ("checkpoint", "progress"):
+    for k in ("checkpoint", "progress"):  # set per point
         if k in llc_kwargs:
             raise ParameterError(k, llc_kwargs[k], "not given to llc_sweep (it sets it per point)")
+    # how often a point saves its sampler state does not change its result: not part of the key
+    ck_every = llc_kwargs.pop("checkpoint_every", 1000)
     settings = {k: _jsonable_setting(k, v) for k, v in sorted(llc_kwargs.items())}
     if isinstance(settings.get("lr"), str):
         raise ParameterError("lr", settings["lr"], "a number in an llc_sweep (calibrate once, then sweep)")
@@ -150,7 +153,8 @@ def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_f
                  "settings": settings}
         key = point_key(ident, version)
         cfg = {**ident, "index": i, "label": lab}
-        runtime = {**cfg, "model_path": str(p.resolve()), "data_path": str(data_path.resolve())}
+        runtime = {**cfg, "model_path": str(p.resolve()), "data_path": str(data_path.resolve()),
+                   "checkpoint_every": ck_every}
         planned.append((i, key, cfg, runtime))
 
     with Store(outdir) as store:

@@ -94,3 +94,35 @@ def test_sweep_on_a_local_dask_cluster(tmp_path):
     local = llc_sweep(models, data, "mse", out=tmp_path / "a", progress=False, **KW)
     dask = llc_sweep(models, data, "mse", out=tmp_path / "b", progress=False, workers=2, **KW)
     assert list(dask["status"]) == ["ok", "ok"] and list(dask["llc_mean"]) == list(local["llc_mean"])
+
+
+def test_interrupted_sweep_resumes_the_point_where_it_stopped(tmp_path, monkeypatch):
+    # Ctrl-C in the middle of the second model: the first is stored, the second's sampler state is
+    # checkpointed; the rerun finishes it from there and every number equals an uninterrupted sweep
+    import signal
+
+    models, data = _models(2), _data()
+    ref = llc_sweep(models, data, "mse", out=tmp_path / "ref", progress=False, **KW)
+    steps_per_model = int(KW["num_draws"]) + 300  # auto burn-in 3/(lr·γ) = 300 (< 10× the draws' span)
+    calls = {"n": 0}
+    normal = torch.Tensor.normal_
+
+    def noisy(self, *a, **k):  # the SGLD noise draw: one per step
+        calls["n"] += 1
+        if calls["n"] == steps_per_model + 120:
+            signal.raise_signal(signal.SIGINT)
+        return normal(self, *a, **k)
+
+    monkeypatch.setattr(torch.Tensor, "normal_", noisy)
+    with pytest.raises(KeyboardInterrupt):
+        llc_sweep(models, data, "mse", out=tmp_path / "sw", progress=False, checkpoint_every=50, **KW)
+    assert len(load_llc_sweep(tmp_path / "sw")) == 1 and len(list((tmp_path / "sw" / "checkpoints").iterdir())) == 1
+    first = load_llc_sweep(tmp_path / "sw")["compute_s"][0]
+    calls["n"] = -10 ** 9  # count the rerun's noise draws, no interrupt
+    done = llc_sweep(models, data, "mse", out=tmp_path / "sw", progress=False, checkpoint_every=50, **KW)
+    resumed_steps = calls["n"] + 10 ** 9
+    monkeypatch.setattr(torch.Tensor, "normal_", normal)
+    assert list(done["llc_mean"]) == list(ref["llc_mean"]) and list(done["status"]) == ["ok", "ok"]
+    assert done["compute_s"][0] == first                                 # the stored point was not recomputed
+    assert resumed_steps == steps_per_model - 120                        # the second resumed at step 120
+    assert not any((tmp_path / "sw" / "checkpoints").iterdir())
