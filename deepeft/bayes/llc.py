@@ -138,6 +138,10 @@ def llc_from_samples(res: SampleResult, require_rhat: bool = False) -> LLCResult
     if isinstance(diag["rhat"], float) and diag["rhat"] > 1.1:
         msg = f"R-hat = {diag['rhat']:.3f} > 1.1: chains disagree (not mixed); lengthen burn-in/draws or calibrate lr"
         diag["warnings"].append(msg)
+    if math.isfinite(se) and llc_mean < -4 * se:
+        diag["warnings"].append(
+            f"λ̂ = {llc_mean:.4g} ± {se:.2g} < 0: the chains found lower loss than L_n(w*), so w* is not a local minimum "
+            "of L_n (λ̂ is defined at minima: train further, or check the initial loss and the data)")
     if abs(diag.get("drift_z", 0.0) or 0.0) > 4:
         diag["warnings"].append(f"loss trace not flat (drift z = {diag['drift_z']:.1f}): increase num_burnin_steps")
     # The localisation alone pulls w back to w* at rate εγ/2 per step (an Ornstein–Uhlenbeck process):

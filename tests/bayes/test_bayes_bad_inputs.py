@@ -168,3 +168,11 @@ def test_divergence_step_is_the_first_non_finite_loss():
     assert np.all(np.isnan(res.param_draws[1, s - 1:])) and np.all(np.isfinite(res.param_draws[1, :s - 1]))
     assert np.array_equal(res.param_draws[1, :s - 1], clean.param_draws[1, :s - 1])
     assert np.all(np.isfinite(res.loss_trace[0]))
+
+
+def test_negative_llc_says_w_star_is_not_a_minimum():
+    # K(w) = ½(w − 1)² sampled around w* = 0: the chains descend below L_n(w*) and λ̂ < 0
+    model = Potential(lambda w: 0.5 * ((w - 1.0) ** 2).sum(), torch.zeros(2))
+    with pytest.warns(Warning, match="not a local minimum"):
+        r = estimate_llc(model, dummy_data(), mean_loss, lr=1e-3, nbeta=100.0, localization=1.0, num_draws=200, seed=0)
+    assert r.llc_mean < 0
