@@ -69,7 +69,7 @@ def curvature_at_center(model: nn.Module, data: Any, loss_fn: Any = "mse", *, nb
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StepSizeWarning)
         probe = sample(model, data, loss_fn, lr=1e-12, nbeta=nbeta, localization=localization, num_chains=1,
-                       num_draws=1, seed=seed, keep_final=False, **sample_kwargs)
+                       num_draws=1, num_burnin_steps=0, seed=seed, keep_final=False, **sample_kwargs)
     return float(probe.nbeta), float(probe.curvature or 0.0)
 
 
