@@ -182,16 +182,19 @@ def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_f
             elif todo:
                 from distributed import as_completed
 
-                from ..studies.runner import _make_client
+                from ..studies.runner import _interrupts_as_keyboardinterrupt, _make_client
 
                 client, cluster, _ = _make_client(workers, scheduler, 1)
                 try:
                     futs = {client.submit(execute_point, _llc_point, rt, None, 1, pure=False): (i, key, cfg)
                             for i, key, cfg, rt in todo}
-                    for fut in as_completed(list(futs)):
-                        i, key, cfg = futs[fut]
-                        _store(store, key, i, cfg, version, fut.result())
-                        bar.update(1)
+                    with _interrupts_as_keyboardinterrupt() as interrupt:
+                        for fut in as_completed(list(futs)):
+                            i, key, cfg = futs[fut]
+                            _store(store, key, i, cfg, version, fut.result())
+                            bar.update(1)
+                            if interrupt["hit"]:  # raised inside a finalizer, the interrupt may be lost
+                                raise KeyboardInterrupt
                 finally:
                     client.close()
                     if cluster is not None:

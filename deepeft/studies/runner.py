@@ -66,19 +66,25 @@ def plan(study: Study, version: str | None = None) -> list[tuple[int, str, dict]
 
 
 @contextmanager
-def _sigterm_as_interrupt():
+def _interrupts_as_keyboardinterrupt():
+    """SIGINT and SIGTERM raise KeyboardInterrupt *and* set ``state["hit"]``: a KeyboardInterrupt
+    raised while a finalizer runs (e.g. a Dask future's ``__del__``) is swallowed by Python
+    ("Exception ignored in …"), so the loop also checks the flag after every point."""
+    state = {"hit": False}
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield state
         return
 
     def handler(signum, frame):
+        state["hit"] = True
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield state
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _make_client(workers: int | None, scheduler: str | None, threads: int):
@@ -168,8 +174,10 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
 
             t_loop = time.perf_counter()
             ac = as_completed([submit_one() for _ in range(min(window, len(queue)))], with_results=True)
-            with _sigterm_as_interrupt():
+            with _interrupts_as_keyboardinterrupt() as interrupt:
                 for fut, res in ac:
+                    if interrupt["hit"]:  # the KeyboardInterrupt itself may have been swallowed
+                        raise KeyboardInterrupt
                     i, key, cfg = futures.pop(fut)
                     if queue:
                         ac.add(submit_one())
@@ -186,6 +194,8 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
                     pbar.update(1)
                     if summary.failed:
                         pbar.set_postfix(failed=summary.failed)
+                    if interrupt["hit"]:
+                        raise KeyboardInterrupt
             summary.loop_s = time.perf_counter() - t_loop
         finally:
             if pbar is not None:
