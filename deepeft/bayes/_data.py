@@ -167,6 +167,14 @@ def split_data(data: Any) -> tuple[torch.Tensor | None, torch.Tensor | None, Any
     return x, y, None
 
 
+def num_samples(data: Any, n: int | None = None) -> int:
+    """The data set size n: the rows of in-memory data, else ``n`` or ``len(loader.dataset)``."""
+    x, _, loader = split_data(data)
+    if loader is None:
+        return int(x.shape[0])
+    return LoaderData(loader, None, n).n
+
+
 class InMemoryData:
     """Per-chain minibatches of in-memory tensors (vmapped over chains: in_dims=0)."""
 

@@ -29,7 +29,8 @@ from torch import nn
 from ..core.errors import AccuracyWarning, ParameterError, check_int, check_positive
 from .diagnostics import trace_drift
 from .llc import _jsonable
-from .samplers import StepSizeWarning, sample
+from ._data import num_samples
+from .samplers import default_nbeta, sample, top_curvature
 
 
 @dataclass
@@ -61,18 +62,6 @@ class CalibrationResult:
         return "\n".join(lines)
 
 
-def curvature_at_center(model: nn.Module, data: Any, loss_fn: Any = "mse", *, nbeta: float | None = None,
-                        localization: float = 100.0, seed: int = 0, **sample_kwargs) -> tuple[float, float]:
-    """(nβ, h_max): the nβ a run would use (default n/log n) and the top Hessian eigenvalue of L_n at
-    w*, from a one-step probe (which also validates every input).  The SGLD stability bound is
-    ε·(nβ·h_max + γ) < 4."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", StepSizeWarning)
-        probe = sample(model, data, loss_fn, lr=1e-12, nbeta=nbeta, localization=localization, num_chains=1,
-                       num_draws=1, num_burnin_steps=0, seed=seed, keep_final=False, **sample_kwargs)
-    return float(probe.nbeta), float(probe.curvature or 0.0)
-
-
 def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequence[float] | None = None,
               nbeta: float | None = None, localization: float = 100.0, chains_per_lr: int = 2,
               num_steps: int = 400, min_acceptance: float = 0.9, max_drift_z: float = 4.0, seed: int = 0,
@@ -92,9 +81,8 @@ def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequenc
         if k in sample_kwargs:
             raise ParameterError(k, sample_kwargs[k], "not given to calibrate (it sets it)")
     if lrs is None:
-        nb, h_max = curvature_at_center(model, data, loss_fn, nbeta=nbeta, localization=localization, seed=seed,
-                                        **sample_kwargs)
-        a = nb * h_max + localization
+        nb = default_nbeta(num_samples(data, sample_kwargs.get("n"))) if nbeta is None else check_positive("nbeta", nbeta)
+        a = nb * top_curvature(model, data, loss_fn, params=sample_kwargs.get("params"), seed=seed) + localization
         if a <= 0:
             raise ParameterError("lrs", None, "candidate step sizes (the loss is flat at w* and localization = 0)")
         lrs = list(4.0 / a * np.logspace(-4, 0, 10, endpoint=False))

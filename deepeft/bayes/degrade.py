@@ -21,7 +21,7 @@ from torch import nn
 from ..core.errors import AccuracyWarning, ParameterError, check_int, check_positive
 from .llc import _jsonable
 from .samplers import default_nbeta, sample, top_curvature
-from ._data import resolve_loss, split_data
+from ._data import num_samples, resolve_loss, split_data
 
 
 @dataclass
@@ -101,8 +101,7 @@ def degrade(model: nn.Module, data: Any, loss_fn: Any = "mse", *, target_delta_l
     dev = next(model.parameters()).device
     pilot: dict = {}
     msgs: list[str] = []
-    x, y, loader = split_data(data)
-    n = int(x.shape[0]) if loader is None else (sample_kwargs.get("n") or len(loader.dataset))
+    n = num_samples(data, sample_kwargs.get("n"))
     h_max = None
     if lr is None:
         # the curvature at w* and at 3 draws from the localisation Gaussian: at a singular w* the Hessian

@@ -538,19 +538,18 @@ def top_hessian_eigenvalue(engine: _Engine, flat0: torch.Tensor, x, y, iters: in
 # ---------------------------------------------------------------------------------------- sample
 def top_curvature(model: nn.Module, data: Any, loss_fn: Any, *, params: Any = None, seed: int = 0,
                   localization: float = 0.0, num_points: int = 0) -> float:
-    """Top Hessian eigenvalue of L_n (on ≤ 2048 samples, or a DataLoader's first batch) at the model's
-    weights w* and, with ``num_points`` > 0 and γ = ``localization`` > 0, the largest of it and its
-    values at ``num_points`` draws from the localisation Gaussian N(w*, I/γ) — the curvature a chain
-    meets, which at a singular w* (zero Hessian) is the only finite scale."""
+    """Top Hessian eigenvalue of L_n (on the first ≤ 2048 samples, as the sampler's stability check) at
+    the model's weights w* and, with ``num_points`` > 0 and γ = ``localization`` > 0, the largest of it
+    and its values at ``num_points`` draws from the localisation Gaussian N(w*, I/γ) — the curvature a
+    chain meets, which at a singular w* (zero Hessian) is the only finite scale."""
     layout = select_parameters(model, params)
     engine = _Engine(model, layout, resolve_loss(loss_fn))
-    x, y, loader = split_data(data)
-    if loader is not None:
-        batch = next(iter(loader))
-        x, y = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) and len(batch) > 1 else (batch, None)
-    m = min(int(x.shape[0]), 2048)
     dev = next(model.parameters()).device
-    xs, ys = x[:m].to(dev), None if y is None else y[:m].to(dev)
+    x, y, loader = split_data(data)
+    if loader is None:
+        xs, ys = x[:2048].to(dev), None if y is None else y[:2048].to(dev)
+    else:
+        xs, ys = LoaderData(loader, dev).subsample(2048)
     flat0 = layout.flatten(dict(model.named_parameters())).to(dev)
     h = top_hessian_eigenvalue(engine, flat0, xs, ys, seed=seed)
     if num_points > 0 and localization > 0:

@@ -31,10 +31,6 @@ from torch import nn
 
 from ..core.errors import ParameterError
 
-SWEEP_ARRAYS = ("llc/mean", "llc/se", "llc/std", "llc/per_chain", "llc/loss_trace", "llc/init_loss", "llc/nbeta",
-                "llc/rhat", "llc/ess")
-
-
 def _file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

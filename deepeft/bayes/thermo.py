@@ -28,7 +28,7 @@ from ..core.errors import ParameterError, check_int, check_positive
 from .diagnostics import ess
 from .llc import _jsonable
 from .samplers import SampleResult, _Engine, default_nbeta, sample, select_parameters, top_curvature
-from ._data import InMemoryData, resolve_loss, split_data
+from ._data import InMemoryData, num_samples, resolve_loss, split_data
 
 
 # ----------------------------------------------------------------------------- pooled estimators
@@ -173,8 +173,8 @@ def beta_sweep(model: nn.Module, data: Any, loss_fn: Any = "mse", *, betas: Sequ
     draws: ``loss_eval`` defaults to ``'full'`` for in-memory data with n ≤ 20000 and to
     ``'two_batch'`` otherwise.  Other keywords go to :func:`sample`.
     """
-    x, y, loader = split_data(data)
-    n = int(x.shape[0]) if loader is None else sample_kwargs.get("n") or len(loader.dataset)
+    loader = split_data(data)[2]
+    n = num_samples(data, sample_kwargs.get("n"))
     if betas is not None and nbetas is not None:
         raise ParameterError("betas", betas, "either betas or nbetas, not both")
     if betas is not None:
@@ -226,8 +226,7 @@ def wbic(model: nn.Module, data: Any, loss_fn: Any, *, prior_precision: float, p
     defaults to 0 (``'zero'``); chains start at the model's weights.  Returns the estimate with its
     Monte-Carlo standard error.
     """
-    x, y, loader = split_data(data)
-    n = int(x.shape[0]) if loader is None else sample_kwargs.get("n") or len(loader.dataset)
+    n = num_samples(data, sample_kwargs.get("n"))
     nb = default_nbeta(n)
     check_positive("prior_precision", prior_precision)
     out = _run_temperatures(model, data, loss_fn, [nb], chains_per_temperature=num_chains, lr=lr, lr_factor=lr_factor,
