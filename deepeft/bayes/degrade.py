@@ -21,7 +21,7 @@ from torch import nn
 from ..core.errors import AccuracyWarning, ParameterError, check_int, check_positive
 from .llc import _jsonable
 from .samplers import default_nbeta, sample, top_curvature
-from ._data import num_samples, resolve_loss, split_data
+from ._data import InMemoryData, LoaderData, num_samples, resolve_loss, split_data
 
 
 @dataclass
@@ -41,27 +41,19 @@ class DegradeResult:
                           "pilot": self.pilot, "warnings": self.warnings})
 
 
-def _full_losses(model: nn.Module, models: list, data, loss_fn, device) -> np.ndarray:
+def _full_losses(models: list, data, loss_fn, device) -> np.ndarray:
+    """Each model's full-data L_n (chunks of 4096 rows, or the DataLoader's batches)."""
     x, y, loader = split_data(data)
+    src = LoaderData(loader, device) if loader is not None else InMemoryData(x, y, x.shape[0], 1, device, None)
     lf = resolve_loss(loss_fn)
     out = []
     for m in models:
         m.eval()
         tot, k = 0.0, 0
         with torch.no_grad():
-            if loader is None:
-                for s in range(0, x.shape[0], 4096):
-                    xb = x[s:s + 4096].to(device)
-                    yb = None if y is None else y[s:s + 4096].to(device)
-                    tot += float(lf(m(xb), yb)) * xb.shape[0]
-                    k += xb.shape[0]
-            else:
-                for batch in loader:
-                    xb, yb = (batch[0], batch[1]) if isinstance(batch, (tuple, list)) and len(batch) > 1 else (batch, None)
-                    xb = xb.to(device)
-                    yb = None if yb is None else yb.to(device)
-                    tot += float(lf(m(xb), yb)) * xb.shape[0]
-                    k += xb.shape[0]
+            for xb, yb, w in src.chunks(4096):
+                tot += float(lf(m(xb), yb)) * w
+                k += w
         out.append(tot / k)
     return np.asarray(out)
 
@@ -177,7 +169,7 @@ def degrade(model: nn.Module, data: Any, loss_fn: Any = "mse", *, target_delta_l
     res = sample(model, data, loss_fn, nbeta=nb, lr=step_size(nb), localization=localization, num_chains=K,
                  num_draws=2, num_burnin_steps=max(num_steps - 2, 0), seed=seed + 1, **sample_kwargs)
     models = res.final_models(model)
-    deltas = _full_losses(model, models, data, loss_fn, dev) - res.init_loss
+    deltas = _full_losses(models, data, loss_fn, dev) - res.init_loss
     if len(models) < K:
         msgs.append(f"{K - len(models)} chains diverged; {len(models)} models returned")
     if localization > 0 and num_steps * step_size(nb) * localization < 1.0:

@@ -115,6 +115,14 @@ def gibbs_sweeps(Ws: list, Wstar: list, Sig: torch.Tensor, Syx: torch.Tensor, t,
     return Ws
 
 
+def _product(Ws: list) -> torch.Tensor:
+    """P = W_L ⋯ W_1 (batched over leading dimensions)."""
+    P = Ws[0]
+    for W in Ws[1:]:
+        P = W @ P
+    return P
+
+
 def quadratic_loss(P: torch.Tensor, Sig: torch.Tensor, Syx: torch.Tensor) -> torch.Tensor:
     """ℓ(P) = ½⟨PΣ, P⟩ − ⟨P, Σ_yx⟩ for a batch of products P (C, H_L, H_0)."""
     return 0.5 * torch.einsum("cij,jk,cik->c", P, Sig, P) - torch.einsum("cij,ij->c", P, Syx)
@@ -173,9 +181,7 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
         if float(torch.linalg.eigvalsh(Sig)[0]) < -1e-10 * float(Sig.abs().max()):
             raise ParameterError("input_cov", "has a negative eigenvalue", "a symmetric positive semi-definite matrix")
 
-    Pstar = Wstar[0]
-    for j in range(1, L):
-        Pstar = Wstar[j] @ Pstar
+    Pstar = _product(Wstar)
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     if init == "center":
         Ws = [W.expand(C, *W.shape).clone() for W in Wstar]
@@ -280,10 +286,7 @@ def gibbs_sample(*, model, data, loss, layout, nbeta, gamma, C, D, B, K, center,
     def loss_of(P):  # exact full-data L_n(P) = κ(ℓ(P) + ½ tr Σ_yy)
         return kappa * (quadratic_loss(P, Sig, Syx) + 0.5 * syy)
 
-    Pstar = Wstar[0]
-    for W in Wstar[1:]:
-        Pstar = W @ Pstar
-    init_loss = float(loss_of(Pstar[None])[0])
+    init_loss = float(loss_of(_product(Wstar)[None])[0])
     total = B + 1 + (D - 1) * K  # sweeps; sweep s leaves state s + 1 and draw j is state B + 1 + jK, as in SGLD
     draw_of_sweep = {B + j * K: j for j in range(D)}
     step_loss, loss_tr, dist_tr = [], [], []
@@ -327,10 +330,3 @@ def gibbs_sample(*, model, data, loss, layout, nbeta, gamma, C, D, B, K, center,
                     precondition=None, loss_eval="full", seed=int(seed), device=str(dev), sampled_params=list(layout.names),
                     num_sampled=layout.P, init_loss_source="all data (exact moments)",
                     step_unit="one Gibbs sweep (every factor redrawn from its exact conditional)"))
-
-
-def _product(Ws: list) -> torch.Tensor:
-    P = Ws[0]
-    for W in Ws[1:]:
-        P = W @ P
-    return P
