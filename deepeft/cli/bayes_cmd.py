@@ -125,14 +125,15 @@ def _common(p: argparse.ArgumentParser, with_lr: bool = True, many_models: bool 
 
 
 def _resolve_lr(args, model, data, loss):
-    if str(args.lr).lower() == "auto":
-        from ..bayes import calibrate
+    lr = _lr_or_auto(args)
+    if lr is not None:
+        return lr, None
+    from ..bayes import calibrate
 
-        cal = calibrate(model, data, loss, **_pilot_kwargs(args))
-        if not args.json:
-            print(cal.summary(), file=sys.stderr)
-        return cal.lr, cal
-    return _lr_number(args), None
+    cal = calibrate(model, data, loss, **_pilot_kwargs(args))
+    if not args.json:
+        print(cal.summary(), file=sys.stderr)
+    return cal.lr, cal
 
 
 def _pilot_kwargs(args) -> dict:
@@ -161,6 +162,11 @@ def _lr_number(args) -> float:
         raise ParameterError("--lr", args.lr, "a positive number or 'auto'") from None
 
 
+def _lr_or_auto(args) -> float | None:
+    """``--lr``: a number, or None for 'auto' (the routine chooses)."""
+    return None if str(args.lr).lower() == "auto" else _lr_number(args)
+
+
 def _temperature_kwargs(args, keep_localization: bool = False) -> tuple[dict, float | None]:
     """Sampler keyword arguments for the commands that set nβ themselves (and, for WBIC / TI, sample the
     prior-weighted posterior without localisation), and ``--lr`` (None for 'auto': the routine calibrates)."""
@@ -168,7 +174,7 @@ def _temperature_kwargs(args, keep_localization: bool = False) -> tuple[dict, fl
     kw.pop("nbeta", None)
     if not keep_localization:
         kw.pop("localization")
-    return kw, (None if str(args.lr).lower() == "auto" else _lr_number(args))
+    return kw, _lr_or_auto(args)
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -196,13 +202,14 @@ def cmd_llc_sweep(args) -> int:
 
     if args.sigma is not None:
         raise ParameterError("--sigma", args.sigma, "not given to llc-sweep (built-in loss names only)")
-    if str(args.lr).lower() == "auto":
+    lr = _lr_or_auto(args)
+    if lr is None:
         raise ParameterError("--lr", args.lr, "a number for llc-sweep (calibrate once with `deepeft bayes calibrate`)")
     kw = _sampler_kwargs(args)
     for k in ("progress", "checkpoint", "checkpoint_every"):
         kw.pop(k, None)
     df = llc_sweep(args.model, args.data, args.loss, out=args.out_dir, labels=args.labels, workers=args.workers,
-                   scheduler=args.scheduler, progress=not (args.json or args.no_progress), lr=_lr_number(args), **kw)
+                   scheduler=args.scheduler, progress=not (args.json or args.no_progress), lr=lr, **kw)
     payload = {"out_dir": args.out_dir, "models": to_jsonable(df.drop(columns=["key"]).to_dict(orient="records"))}
     if args.plot:
         plot_llc_sweep(df, args.plot)
@@ -285,7 +292,7 @@ def cmd_degrade(args) -> int:
     kw = _pilot_kwargs(args)
     kw.pop("nbeta", None)
     res = degrade(model, data, loss, target_delta_loss=args.target_delta_loss, nbeta=args.nbeta,
-                  num_models=args.num_models, lr=None if str(args.lr).lower() == "auto" else _lr_number(args),
+                  num_models=args.num_models, lr=_lr_or_auto(args),
                   num_steps=args.steps, **kw)
     os.makedirs(args.out_dir, exist_ok=True)
     paths = []
