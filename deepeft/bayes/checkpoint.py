@@ -10,14 +10,13 @@ DataLoader the loader restarts its iteration on resume (its own shuffling is out
 the continuation is statistically, not bitwise, the same.
 
 A checkpoint is only resumed by the run that wrote it: a fingerprint of the configuration, the
-starting weights, the localisation centre and the in-memory data must match, otherwise a
+starting weights, the localisation centre, the in-memory data and the sampler code must match, otherwise a
 :class:`ParameterError` names the mismatch.  The file is written atomically (temporary file, then
 rename) and is kept when the run finishes, so repeating a finished call costs one step.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,12 @@ def tensor_digest(*tensors: torch.Tensor | None) -> str:
 
 
 def fingerprint(config: dict[str, Any], digest: str) -> str:
-    return hashlib.sha256((json.dumps(config, sort_keys=True, default=str) + digest).encode()).hexdigest()
+    """The run's identity: its settings, the digest of its starting tensors and the version of the
+    sampler code (a checkpoint written by other code would not resume bit-identically)."""
+    from .._provenance import BAYES_PACKAGES, result_version
+    from ..studies.studyfile import point_key
+
+    return point_key({**config, "tensors": digest}, result_version(BAYES_PACKAGES))
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -69,7 +73,7 @@ def load(path: str | os.PathLike, expected_fingerprint: str, config: dict[str, A
     if state.get("fingerprint") != expected_fingerprint:
         old = state.get("config", {})
         diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-        what = f"settings differ: {', '.join(diff)}" if diff else "starting weights, centre or data differ"
+        what = f"settings differ: {', '.join(diff)}" if diff else "starting weights, centre or data differ, or the sampler code changed"
         raise ParameterError("checkpoint", str(path), f"a checkpoint of this same run ({what}); delete it or choose another path")
     return state
 

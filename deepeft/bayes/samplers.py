@@ -227,10 +227,6 @@ def _per_chain_positive(name: str, value: Any, C: int) -> list[float]:
     return [check_positive(name, value)] * C
 
 
-def _check_lr(lr: Any, C: int) -> list[float]:
-    return _per_chain_positive("lr", lr, C)
-
-
 #: the automatic burn-in covers this many localisation relaxation times 1/(ε·γ) …
 BURNIN_RELAXATION_TIMES = 3
 #: … but at most this many times the sampling span num_draws·num_steps_bw_draws (then the
@@ -646,7 +642,7 @@ def sample(
     D = check_int("num_draws", num_draws, 1)
     K = check_int("num_steps_bw_draws", num_steps_bw_draws, 1)
     gamma = check_nonnegative("localization", localization)
-    lrs = _check_lr(lr, C)
+    lrs = _per_chain_positive("lr", lr, C)
     if isinstance(num_burnin_steps, str) and num_burnin_steps == "auto":
         B = auto_burnin(sampler, lrs, gamma, D, K)
     else:

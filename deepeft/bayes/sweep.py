@@ -7,7 +7,8 @@ with :func:`deepeft.studies.load_study` or :func:`load_llc_sweep`).  The sweep f
 self-contained: models and data given as Python objects are saved into it first.
 
 * **Resume.**  A point's key is the sha256 of its configuration (model and data digests, loss,
-  sampler settings) and the package's result version; a rerun skips every finished point.  In-process
+  sampler settings) and the result version of the code behind it (package version and a digest of
+  deepeft.core and deepeft.bayes); a rerun skips every finished point.  In-process
   runs also give each point a sampler checkpoint (``out/checkpoints``), so an interrupted point resumes
   at the step it reached (:mod:`deepeft.bayes.checkpoint`).
 * **Scale-out.**  ``workers=k`` runs the points on a local Dask cluster of k processes and
@@ -81,7 +82,7 @@ def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_f
     values only).  ``loss_fn`` is a built-in loss name.  Returns a pandas DataFrame, one row per model
     in order: ``label``, ``llc_mean``, ``llc_se``, ``llc_std``, ``rhat``, ``ess``, ``status``, ``error``.
     """
-    from .._provenance import result_version
+    from .._provenance import BAYES_PACKAGES, result_version
     from ..studies.points import execute_point
     from ..studies.store import Store
     from ..studies.studyfile import point_key
@@ -140,7 +141,7 @@ def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_f
     labels = [str(v) for v in labels] if labels is not None else (
         [Path(p).stem if isinstance(m, (str, os.PathLike)) else f"model_{i}" for i, (p, m) in enumerate(zip(paths, models))])
 
-    version = result_version()
+    version = result_version(BAYES_PACKAGES)  # editing the sampler recomputes stored points
     planned = []
     for i, (p, dg, lab) in enumerate(zip(paths, digests, labels)):
         # the key covers what determines the result (not the model's position or label: reordering or
