@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..core.errors import ParameterError
+from ..core.errors import ParameterError, check_positive
 from ..core.jsonutil import to_jsonable as _jsonable
 from .diagnostics import ess, rhat, trace_drift
 from .samplers import ConvergenceWarning, SampleResult, sample
@@ -256,8 +256,7 @@ def estimate_llc(model: nn.Module, data: Any, loss_fn: Any = "mse", *, require_r
         lr = sample_kwargs.get("lr", 1e-4)
         if isinstance(lr, (list, tuple, np.ndarray)) or (hasattr(lr, "dim") and lr.dim() > 0):
             raise ParameterError("lr", lr, "one positive number when extrapolate_lr=True")
-        if not isinstance(lr, (int, float, np.floating)) or not lr > 0 or not math.isfinite(lr):
-            raise ParameterError("lr", lr, "a positive finite number")
+        lr = check_positive("lr", lr)
         if sample_kwargs.get("sampler", "sgld") in ("mala", "gibbs"):
             raise ParameterError("extrapolate_lr", True, f"False with sampler='{sample_kwargs['sampler']}' (no step-size bias)")
         sample_kwargs["lr"] = [float(lr)] * (C // 2) + [float(lr) / 2] * (C // 2)
