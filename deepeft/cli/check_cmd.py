@@ -11,7 +11,7 @@ import numpy as np
 from ..core.errors import ParameterError
 from .common import add_network_args, inputs_from_args, spec_from_args
 
-COMPARED = ("kernel", "V_norm", "Theta", "Theta_var")
+from ..ensemble.compare import DEFAULT_COMPARE as COMPARED
 
 
 def register(subparsers) -> None:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        doc["figures"] = _figures(out, spec, x, th, ms, args, scan)
+        doc["figures"] = _figures(out, spec, x, th, ms, cmp, args, scan)
         (out / "check.json").write_text(json.dumps(doc))
     if args.json:
         print(json.dumps(doc))
@@ -94,21 +94,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _figures(out: Path, spec, x, th, ms, args, scan) -> list[str]:
+def _figures(out: Path, spec, x, th, ms, cmp, args, scan) -> list[str]:
     from ..ensemble import measure
     from ..report import figures as F
     from ..theory import predict
 
     files = []
-    for q in COMPARED:
-        if q in th.values and q in ms.values:
-            t = th[q][:, 0, 0] if th[q].ndim == 3 else th[q][:, 0]
-            m = ms[q][:, 0, 0] if ms[q].ndim == 3 else ms[q][:, 0]
-            s = ms.errors[q][:, 0, 0] if ms[q].ndim == 3 else ms.errors[q][:, 0]
-            f = out / f"{q}_vs_layer.png"
-            F.plt.close(F.plot_theory_vs_layer(t, m, s, quantity=q, title=f"{spec.activation.name}: {q} (input 0)",
-                                               z_threshold=args.z_threshold, out=f))
-            files.append(str(f))
+    for q, a in cmp.arrays.items():  # the compared theory (registry theory key), measurement and SE
+        first = (slice(None),) + (0,) * (a["theory"].ndim - 1)  # input 0's entry per layer
+        t, m, s = a["theory"][first], a["measured"][first], a["stderr"][first]
+        f = out / f"{q}_vs_layer.png"
+        F.plt.close(F.plot_theory_vs_layer(t, m, s, quantity=q, title=f"{spec.activation.name}: {q} (input 0)",
+                                           z_threshold=args.z_threshold, out=f))
+        files.append(str(f))
     h = ms.meta.get("histogram")
     if h:
         L = spec.depth

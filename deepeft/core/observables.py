@@ -1,24 +1,10 @@
 """Observables: the one result type shared by theory, ensemble, comparison, plots, store, JSON.
 
-Quantity names (arrays are layer-first, layer index 0 ↔ layer l = 1; N = number of inputs):
-
-=============  ================  ===========================================================
-name           shape             meaning
-=============  ================  ===========================================================
-``kernel``     (L, N, N)         E[z_{i;α} z_{i;β}] (theory: K + K1/n_{l-1}, at O(1/n))
-``K``          (L, N, N)         infinite-width kernel K^(l)            (theory only)
-``K1``         (L, N, N)         1/n kernel correction K1^(l)           (theory only)
-``V``          (L, N, N, N, N)   four-point vertex V^(l)_{(α1α2)(α3α4)} (connected 4-pt × n_{l-1})
-``V_norm``     (L, N)            V_{(αα)(αα)} / (n_{l-1} K_{αα}²) = excess kurtosis / 3
-``Theta``      (L, N, N)         NTK mean Θ^(l)
-``Theta1``     (L, N)            1/n NTK mean correction: E[Ĥ_ii] = Θ + Θ1/n_{l-1}
-``ntk_mean``   (L, N, N)         Θ with the 1/n-corrected diagonal
-``ntk_var``    (L, N)            Var(Ĥ_ii) = (A + 2B)/n_{l-1}  (A, B, D, F also stored, (L, N))
-``chi_par``    (L, N)            parallel susceptibility χ_∥ at K_{αα}   (theory only)
-``chi_perp``   (L, N)            perpendicular susceptibility χ_⊥        (theory only)
-=============  ================  ===========================================================
-
-Measured observables carry standard errors in ``errors`` under the same names.
+Quantity names, shapes and meanings are the records of :mod:`deepeft.core.quantities` (the
+registry; ``python -c "from deepeft.core.quantities import doc_table; print(doc_table())"`` lists
+them).  Arrays are layer-first: layer index 0 ↔ layer ℓ = 1; N = number of inputs.  Measured
+observables carry standard errors in ``errors`` under the same names.  Old names (``ntk_var``,
+``A``, ``B``, ``D``, ``F``) still work as keys, with a DeprecationWarning.
 """
 from __future__ import annotations
 
@@ -27,8 +13,33 @@ from typing import Any
 
 import numpy as np
 
+from . import quantities as _q
 from .jsonutil import to_jsonable as _jsonable
 from .spec import MLPSpec
+
+
+class QuantityDict(dict):
+    """A dict of arrays keyed by registered quantity names that also answers to old names (aliases),
+    with a DeprecationWarning."""
+
+    def __init__(self, *args, **kw):
+        super().__init__()
+        for k, v in dict(*args, **kw).items():
+            self[_q.canonical(k, stacklevel=4)] = v
+
+    def _key(self, k):
+        if isinstance(k, str) and not super().__contains__(k):
+            return _q.canonical(k, stacklevel=4)
+        return k
+
+    def __getitem__(self, k):
+        return super().__getitem__(self._key(k))
+
+    def __contains__(self, k):
+        return super().__contains__(self._key(k))
+
+    def get(self, k, default=None):
+        return super().get(self._key(k), default)
 
 
 @dataclass
@@ -39,6 +50,10 @@ class Observables:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     errors: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.values = QuantityDict(self.values)
+        self.errors = QuantityDict(self.errors)
 
     @property
     def depth(self) -> int:
@@ -59,7 +74,7 @@ class Observables:
 
     def to_dict(self, include: tuple[str, ...] | None = None) -> dict[str, Any]:
         """JSON-ready dict (lists of floats)."""
-        keys = include or tuple(self.values)
+        keys = tuple(dict.fromkeys(_q.canonical(k) for k in include)) if include else tuple(self.values)
         return {
             "source": self.source,
             "spec": self.spec.to_dict(),

@@ -13,32 +13,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..core import quantities as Q
 from ..core.errors import ParameterError
 from ..core.observables import Observables
 
 DEFAULT_COMPARE = ("kernel", "V_norm", "Theta", "Theta_var")
-
-
-def _derived(obs: Observables, name: str, errors: bool = False) -> np.ndarray | None:
-    src = obs.errors if errors else obs.values
-    if obs.source == "theory" and not errors:
-        # the theory's best O(1/n) prediction of what an ensemble measures
-        if name == "Theta" and "ntk_mean" in src:
-            return np.asarray(src["ntk_mean"], dtype=float)
-        if name == "Theta_var" and "ntk_var" in src:
-            v = np.asarray(src["ntk_var"], dtype=float)
-            out = np.full(v.shape + (v.shape[-1],), np.nan)  # only Var(Ĥ_αα) is predicted
-            idx = np.arange(v.shape[-1])
-            out[:, idx, idx] = v
-            return out
-    if name in src:
-        return np.asarray(src[name], dtype=float)
-    if name == "V_pairs" and "V" in src:
-        V = np.asarray(src["V"], dtype=float)
-        return np.einsum("laabb->lab", V)
-    if name == "kurtosis" and "V_norm" in src:
-        return 3.0 * np.asarray(src["V_norm"], dtype=float)
-    return None
 
 
 def _entries(shape: tuple[int, ...], mode: str) -> list[tuple[int, ...]]:
@@ -61,31 +40,39 @@ def _entries(shape: tuple[int, ...], mode: str) -> list[tuple[int, ...]]:
 
 @dataclass
 class Comparison:
-    """Rows of (quantity, layer, entry, theory, measured, se, z).  ``breakdown[q]`` is the first
-    layer where some entry has |z| > z_threshold (None if never): from there on (larger ℓ/n) the
-    1/n prediction is flagged as untrustworthy."""
+    """Rows of (quantity, layer, entry, theory, measured, se, z, status), z and status by the one rule
+    of :func:`deepeft.core.quantities.zscore` (status 'z', 'exact' — a deterministic entry equal to the
+    theory, z = 0 — or 'mismatch' — a deterministic entry that differs, z = NaN).  ``breakdown[q]``
+    is the first layer where some entry has |z| > z_threshold or a mismatch (None if never): from
+    there on (larger ℓ/n) the 1/n prediction is flagged as untrustworthy.  ``arrays[q]`` holds the
+    full theory, measured, stderr, z and status arrays of each compared quantity."""
 
     rows: list[dict[str, Any]]
     z_threshold: float
     widths: tuple[int, ...]
     breakdown: dict[str, int | None] = field(default_factory=dict)
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def layer_summary(self) -> list[dict[str, Any]]:
-        """One row per (quantity, layer): the first entry's values and the worst |z| over entries."""
+        """One row per (quantity, layer): the first entry's values and the worst |z| over entries
+        (+inf where a deterministic entry differs from the theory)."""
         out: dict[tuple[str, int], dict[str, Any]] = {}
         for r in self.rows:
             key = (r["quantity"], r["layer"])
+            az = math.inf if r["status"] == "mismatch" else abs(r["z"])
             if key not in out:
-                out[key] = dict(r, max_abs_z=abs(r["z"]) if math.isfinite(r["z"]) else r["z"], n_entries=1)
+                out[key] = dict(r, max_abs_z=az, n_entries=1)
             else:
                 s = out[key]
                 s["n_entries"] += 1
-                if not math.isfinite(r["z"]) or abs(r["z"]) > s["max_abs_z"]:
-                    s["max_abs_z"] = abs(r["z"]) if math.isfinite(r["z"]) else float("inf")
+                s["max_abs_z"] = max(s["max_abs_z"], az)
         return list(out.values())
 
     def max_abs_z(self, quantity: str | None = None) -> float:
-        zs = [abs(r["z"]) for r in self.rows if quantity is None or r["quantity"] == quantity]
+        """Largest |z| over the compared entries; +inf if a deterministic entry differs from the
+        theory beyond floating-point tolerance; NaN if nothing was compared."""
+        zs = [math.inf if r["status"] == "mismatch" else abs(r["z"]) for r in self.rows
+              if quantity is None or r["quantity"] == quantity]
         return max(zs) if zs else float("nan")
 
     def to_text(self) -> str:
@@ -96,10 +83,13 @@ class Comparison:
             bl = self.breakdown.get(s["quantity"])
             if s["max_abs_z"] > self.z_threshold:
                 note = "beyond 1/n" if bl is not None and s["layer"] >= bl else f"|z|>{self.z_threshold:g}"
-            z = s["z"]
+            if s["max_abs_z"] == math.inf:
+                note = "deterministic entry differs from the theory"
+            z = f"{s['z']:>7.2f}" if s["status"] != "mismatch" else f"{'≠':>7}"
+            mz = f"{s['max_abs_z']:>7.2f}" if math.isfinite(s["max_abs_z"]) else f"{'≠':>7}"
             lines.append(f"{s['quantity']:<10} {s['layer']:>3} {s['aspect']:>6.3f} {str(s['entry']):<9} "
                          f"{s['theory']:>12.6g} {s['measured']:>12.6g} {s['se']:>10.3g} "
-                         f"{z:>7.2f} {s['max_abs_z']:>7.2f}  {note}")
+                         f"{z} {mz}  {note}")
         for q, bl in self.breakdown.items():
             if bl is not None:
                 lines.append(f"# {q}: measurement departs from the 1/n theory by > {self.z_threshold:g}σ from layer {bl} "
@@ -107,8 +97,12 @@ class Comparison:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        def cell(v):
+            if isinstance(v, tuple):
+                return list(v)
+            return None if isinstance(v, float) and not math.isfinite(v) else v  # JSON has no NaN
         return {"z_threshold": self.z_threshold, "breakdown": self.breakdown,
-                "rows": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in self.rows]}
+                "rows": [{k: cell(v) for k, v in r.items()} for r in self.rows]}
 
     def __str__(self) -> str:
         return self.to_text()
@@ -118,9 +112,11 @@ def compare(theory: Observables, measured: Observables, quantities: Iterable[str
             entries: str = "diag", z_threshold: float = 4.0) -> Comparison:
     """Compare theory and measurement quantity by quantity, layer by layer.
 
-    z = (measured − theory)/SE(measured).  entries: 'diag' (α=α entries) or 'all'.
-    Quantities missing on either side are skipped (V_pairs and kurtosis are derived from the
-    theory's V and V_norm when needed).
+    z = (measured − theory)/SE(measured) by the one rule of :func:`deepeft.core.quantities.zscore`
+    (exact-or-not at floating-point tolerance where SE = 0).  entries: 'diag' (α=α entries) or
+    'all'.  The theory side of each quantity is its registry record's theory key (e.g. 'Theta' is
+    compared with the theory's 1/n-corrected 'ntk_mean'); quantities missing on either side are
+    skipped.
     """
     if not isinstance(theory, Observables) or not isinstance(measured, Observables):
         raise ParameterError("theory/measured", (type(theory).__name__, type(measured).__name__), "two Observables")
@@ -134,30 +130,27 @@ def compare(theory: Observables, measured: Observables, quantities: Iterable[str
     widths = tuple(spec.fan_in(l) for l in range(1, spec.depth + 1))
     rows: list[dict[str, Any]] = []
     breakdown: dict[str, int | None] = {}
-    for q in quantities:
-        th = _derived(theory, q)
-        me = _derived(measured, q)
-        se = _derived(measured, q, errors=True)
-        if th is None or me is None or se is None or th.shape != me.shape:
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    for name in quantities:
+        q = Q.canonical(name, stacklevel=3)
+        if not Q.is_registered(q) or Q.get(q).z_policy == "none":
             continue
-        bad_layers = []
-        qscale = float(np.nanmax(np.abs(th))) if np.isfinite(th).any() else 1.0
-        qscale = qscale if qscale > 0 else 1.0
-        for l in range(1, spec.depth + 1):
-            worst = 0.0
+        th = Q.theory_value(theory.values, q)
+        me, se = measured.values.get(q), measured.errors.get(q)
+        if th is None or me is None or se is None or th.shape != np.shape(me):
+            continue
+        me, se = np.asarray(me, dtype=float), np.asarray(se, dtype=float)
+        zs = Q.zscore(th, me, se, dtype=measured.meta.get("dtype"))
+        arrays[q] = {"theory": th, "measured": me, "stderr": se, "z": zs.z, "status": zs.status}
+        sel = np.zeros(th.shape, dtype=bool)
+        for l in range(spec.depth):
             for ix in _entries(th.shape[1:], entries):
-                t, m, s = float(th[(l - 1, *ix)]), float(me[(l - 1, *ix)]), float(se[(l - 1, *ix)])
-                if not (math.isfinite(m) and math.isfinite(t)):
+                sel[(l, *ix)] = True
+                st = int(zs.status[(l, *ix)])
+                if st == Q.UNDEFINED:
                     continue
-                if s > 1e-10 * qscale and math.isfinite(s):
-                    z = (m - t) / s
-                else:  # exactly known layer (e.g. layer 1): zero error up to rounding
-                    z = 0.0 if abs(m - t) <= 1e-8 * qscale else math.copysign(float("inf"), m - t)
-                worst = max(worst, abs(z))
-                rows.append({"quantity": q, "layer": l, "aspect": l / widths[l - 1], "entry": ix, "theory": t,
-                             "measured": m, "se": s, "z": z})
-            bad_layers.append(worst > z_threshold)
-        # first layer beyond the threshold: deeper layers (larger ℓ/n) are not trusted either,
-        # even where heavy tails inflate the SE enough to hide the gap
-        breakdown[q] = next((l for l in range(1, spec.depth + 1) if bad_layers[l - 1]), None)
-    return Comparison(rows=rows, z_threshold=z_threshold, widths=widths, breakdown=breakdown)
+                rows.append({"quantity": q, "layer": l + 1, "aspect": (l + 1) / widths[l], "entry": ix,
+                             "theory": float(th[(l, *ix)]), "measured": float(me[(l, *ix)]),
+                             "se": float(se[(l, *ix)]), "z": float(zs.z[(l, *ix)]), "status": Q.STATUS_NAMES[st]})
+        breakdown[q] = Q.breakdown_layer(zs, z_threshold, sel)
+    return Comparison(rows=rows, z_threshold=z_threshold, widths=widths, breakdown=breakdown, arrays=arrays)

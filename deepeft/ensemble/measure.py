@@ -7,6 +7,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from ..core import quantities as _quantities
 from ..core.errors import ParameterError, check_int
 from ..core.observables import Observables
 from ..core.spec import MLPSpec
@@ -15,31 +16,53 @@ from .estimators import (BatchAccumulator, histogram, jackknife, kernel_estimate
 from .ntk import ensemble_ntk_autograd, ntk_first_layer, ntk_forward_step
 from .sampler import EnsembleSampler
 
-#: every quantity measure() can return (names and shapes as in deepeft.core.observables, plus
-#: V_pairs (L,N,N) = V_{(αα)(ββ)}, kurtosis (L,N), Theta_var, NTK_A, NTK_B (L,N,N), and the
-#: last-layer histogram in meta['histogram']).
-QUANTITIES = ("kernel", "V", "V_pairs", "V_norm", "kurtosis", "Theta", "NTK_fluct", "histogram")
+#: every quantity measure() can return (registered in deepeft.core.quantities, which gives shapes,
+#: meanings and estimators), the group 'NTK_fluct' (= Theta, Theta_var, NTK_A, NTK_B) and
+#: 'histogram' (the last-layer output histogram in meta['histogram']).  Quantities registered later
+#: with an estimator (e.g. estimator='derived') are accepted too.
+QUANTITIES = (*_quantities.names(measured=True), *_quantities.MEASURE_GROUPS, "histogram")
 DEFAULT_QUANTITIES = ("kernel", "V", "V_pairs", "V_norm", "kurtosis", "Theta", "histogram")
 #: the full V tensor is N⁴ per layer; by default it is measured only up to this many inputs.
 MAX_FULL_V_INPUTS = 8
 
 
-def _resolve_quantities(quantities, N: int) -> tuple[set[str], bool]:
+def _resolve_quantities(quantities, N: int) -> tuple[set[str], set[str], bool, list[str]]:
+    """(requested quantities under their registered names, incl. 'histogram'; those plus what
+    derived ones are computed from; whether the full V is measured; the derived quantities to
+    compute, in registry order)."""
     if isinstance(quantities, str):
         quantities = (quantities,)
-    q = set(quantities)
-    bad = q - set(QUANTITIES)
+    q: set[str] = set()
+    bad = []
+    for name in quantities:
+        if name in _quantities.MEASURE_GROUPS:
+            q |= set(_quantities.MEASURE_GROUPS[name])
+        elif name == "histogram":
+            q.add(name)
+        elif _quantities.is_registered(name) and _quantities.get(name).measured:
+            q.add(_quantities.canonical(name, stacklevel=5))
+        else:
+            bad.append(name)
+    allowed = (*_quantities.names(measured=True), *_quantities.MEASURE_GROUPS, "histogram")
     if bad:
-        raise ParameterError("quantities", sorted(bad), "a subset of " + ", ".join(QUANTITIES))
+        raise ParameterError("quantities", sorted(bad), "a subset of " + ", ".join(allowed))
     if not q:
-        raise ParameterError("quantities", (), "at least one of " + ", ".join(QUANTITIES))
+        raise ParameterError("quantities", (), "at least one of " + ", ".join(allowed))
     explicit_V = "V" in q and quantities is not DEFAULT_QUANTITIES
     if "V" in q and N > MAX_FULL_V_INPUTS:
         if explicit_V:
             raise ParameterError("quantities", "V", f"'V' (the full N⁴ vertex) only for N <= {MAX_FULL_V_INPUTS} inputs "
                                  f"(got N = {N}); ask for 'V_pairs' (V_(αα)(ββ)) and 'V_norm' instead")
         q.discard("V")
-    return q, "V" in q
+    need = set(q)
+    todo = [n for n in q if n != "histogram"]
+    while todo:  # the quantities derived ones are computed from
+        for m in _quantities.get(todo.pop()).needs:
+            if m not in need:
+                need.add(m)
+                todo.append(m)
+    derived = [n for n in _quantities.names(measured=True) if n in need and _quantities.get(n).estimator == "derived"]
+    return q, need, "V" in q, derived
 
 
 def measure(spec: MLPSpec, inputs, ensemble: int = 1000, seed: int = 0, device="cpu", dtype=torch.float64,
@@ -66,12 +89,12 @@ def measure(spec: MLPSpec, inputs, ensemble: int = 1000, seed: int = 0, device="
     M = check_int("ensemble", ensemble, 2)
     x_rows = np.atleast_2d(np.asarray(inputs, dtype=float)).shape[0] if not isinstance(inputs, torch.Tensor) else (
         inputs.shape[0] if inputs.dim() > 1 else 1)
-    q, full_V = _resolve_quantities(quantities, x_rows)
+    keep, q, full_V, derived = _resolve_quantities(quantities, x_rows)
     if ntk_method not in ("forward", "autograd"):
         raise ParameterError("ntk_method", ntk_method, "'forward' or 'autograd'")
     if method not in ("auto", "gaussian", "weights"):
         raise ParameterError("method", method, "'auto', 'gaussian' or 'weights'")
-    want_ntk = bool(q & {"Theta", "NTK_fluct"})
+    want_ntk = any(_quantities.get(n).estimator in ("ntk", "ntk_fluct") for n in q if n != "histogram")
     if want_ntk and method == "gaussian":
         raise ParameterError("method", method, "'weights' or 'auto' when an NTK quantity is requested "
                              "(the NTK needs the weights)")
@@ -134,27 +157,28 @@ def measure(spec: MLPSpec, inputs, ensemble: int = 1000, seed: int = 0, device="
         bar.close()
 
     counts = acc.counts.numpy()
-    want = frozenset(q & {"kernel", "V", "V_pairs", "V_norm", "kurtosis"}) | {"kernel"}
+    want = frozenset(n for n in q if n != "histogram" and _quantities.get(n).estimator == "kernel") | {"kernel"}
     per_layer_v: dict[str, list] = {}
     per_layer_e: dict[str, list] = {}
     for l in range(1, L + 1):
         n_prev = spec.fan_in(l)
         S = acc.batch_sums(["k", "kkd", "Td", "m4", "kk", "T"] if len(want) > 1 else ["k"], l)
-        est, se = jackknife(lambda s, m: kernel_estimates(s, m, n_prev, full_V, want), S, counts)
         if want_ntk:
-            Sn = acc.batch_sums(["h", "hh", "hsq", "hx", "hoff"], l)
-            e2, s2 = jackknife(lambda s, m: ntk_estimates(s, m, n_prev), Sn, counts)
-            est.update(e2)
-            se.update(s2)
+            S.update(acc.batch_sums(["h", "hh", "hsq", "hx", "hoff"], l))
+
+        def estimates(s, m, n_prev=n_prev):
+            e = kernel_estimates(s, m, n_prev, full_V, want)
+            if want_ntk:
+                e.update(ntk_estimates(s, m, n_prev))
+            for d in derived:  # registered derived quantities, on every jackknife replica
+                rec = _quantities.get(d)
+                e[d] = np.asarray(rec.derive({k: e[k] for k in rec.needs}), dtype=np.float64)
+            return e
+
+        est, se = jackknife(estimates, S, counts)
         for k in est:
             per_layer_v.setdefault(k, []).append(est[k])
             per_layer_e.setdefault(k, []).append(se[k])
-    keep = {"kernel"} if "kernel" in q else set()
-    keep |= {k for k in ("V", "V_pairs", "V_norm", "kurtosis") if k in q}
-    if "Theta" in q:
-        keep.add("Theta")
-    if "NTK_fluct" in q:
-        keep |= {"Theta", "Theta_var", "NTK_A", "NTK_B"}
     values = {k: np.stack(v) for k, v in per_layer_v.items() if k in keep}
     errors = {k: np.stack(v) for k, v in per_layer_e.items() if k in keep}
     meta = {

@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-LABELS = {"kernel": "kernel  E[z z]", "V_norm": "V / (n K²)", "Theta": "NTK mean  Θ", "V_pairs": "V_(αα)(ββ)",
-          "kurtosis": "excess kurtosis"}
+from ..core import quantities as Q  # noqa: E402
+
 
 
 def save(fig: Figure, path: str | Path | None, dpi: int = 120) -> Figure:
@@ -37,15 +37,14 @@ def plot_theory_vs_layer(theory: Sequence[float], measured: Sequence[float], std
     layers = np.arange(1, len(th) + 1)
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     ax.plot(layers, th, "-", color="C0", lw=1.8, label="theory (∞ width + 1/n)")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, (me - th) / np.where(se > 0, se, 1), 0.0)
-    ok = np.abs(z) <= z_threshold
+    zs = Q.zscore(th, me, se)  # the one rule: deterministic layers are compared exactly
+    ok = ((zs.status == Q.STATISTICAL) & (np.abs(np.nan_to_num(zs.z)) <= z_threshold)) | (zs.status == Q.EXACT)
     ax.errorbar(layers[ok], me[ok], yerr=se[ok], fmt="o", ms=4, color="k", capsize=2, label="ensemble ± 1 SE")
     if (~ok).any():
         ax.errorbar(layers[~ok], me[~ok], yerr=se[~ok], fmt="o", ms=5, mfc="none", color="C3", capsize=2,
                     label=f"|z| > {z_threshold:g}")
     ax.set_xlabel("layer ℓ")
-    ax.set_ylabel(LABELS.get(quantity, quantity))
+    ax.set_ylabel(Q.label(quantity, math=False))
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, frameon=False)

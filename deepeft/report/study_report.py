@@ -23,12 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-OBS_LABELS = {
-    "kernel": r"$\mathbb{E}[z_{i;0}^2]$ (kernel)", "K": r"$K^{(\ell)}_{00}$", "K1": r"$K_1^{(\ell)}{}_{00}$",
-    "V": r"$V^{(\ell)}_{(00)(00)}$", "V_norm": r"$V/(n K^2)$", "Theta": r"$\Theta^{(\ell)}_{00}$",
-    "chi_par": r"$\chi_\parallel$", "chi_perp": r"$\chi_\perp$",
-}
-OBS_ORDER = ("kernel", "K", "K1", "V_norm", "V", "Theta", "chi_par", "chi_perp")
+from ..core import quantities as Q
+
 MAX_PANELS = 12
 
 
@@ -151,7 +147,7 @@ def fig_theory_vs_measured(df: pd.DataFrame, q: str) -> tuple[bytes, str] | None
         _clip_offscale(ax, th_top, me_top)
         ax.set_title(fam, fontsize=9)
         ax.set_xlabel(r"layer $\ell$")
-        ax.set_ylabel(OBS_LABELS.get(q, q))
+        ax.set_ylabel(Q.label(q))
         ax.legend(fontsize=7)
     fig.suptitle(f"{q}: theory (lines) vs ensemble (points, ±1 s.e.)", fontsize=11)
     fig.tight_layout()
@@ -225,19 +221,23 @@ def fig_vertex_collapse(df: pd.DataFrame) -> tuple[bytes, str] | None:
                               "higher orders in ℓ/n matter." + note)
 
 
-def phase_boundaries(activations, C_b_max: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from ..theory.criticality import phase_boundary_curve
-
+def phase_boundaries(df: pd.DataFrame, C_b_max: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The χ⊥ = 1 curve of each activation as stored with its points (``phase/C_b``, ``phase/C_W``,
+    written at point execution), cut at ``C_b_max`` (interpolated there)."""
+    if "phase/C_b" not in df or "phase/C_W" not in df:
+        return {}
     out = {}
-    for act in activations:
-        try:
-            r = phase_boundary_curve(act, C_b_max)
-        except ImportError:
-            return {}
-        except Exception:  # noqa: BLE001  (no boundary computable for this activation: drawn without)
-            r = None
-        if r is not None:
-            out[act] = r
+    for act, g in df.groupby("activation", sort=False):
+        have = g["phase/C_b"].map(lambda a: isinstance(a, np.ndarray)) & g["phase/C_W"].map(lambda a: isinstance(a, np.ndarray))
+        if not have.any():
+            continue
+        row = g[have].iloc[0]
+        cb, cw = np.asarray(row["phase/C_b"], dtype=np.float64), np.asarray(row["phase/C_W"], dtype=np.float64)
+        keep = cb <= C_b_max
+        if keep.any() and not keep.all():
+            cb, cw = np.r_[cb[keep], C_b_max], np.r_[cw[keep], np.interp(C_b_max, cb, cw)]
+        if cb.size >= 2:
+            out[str(act)] = (cb, cw)
     return out
 
 
@@ -245,7 +245,7 @@ def fig_phase_diagram(df: pd.DataFrame) -> tuple[bytes, str]:
     import matplotlib.pyplot as plt
     acts = list(dict.fromkeys(df["activation"]))
     cb_max = max(0.5, float(np.nanmax(df["C_b"].astype(float))) * 1.3) if len(df) else 0.5
-    curves = phase_boundaries(acts, cb_max)
+    curves = phase_boundaries(df, cb_max)
     fig, ax = plt.subplots(figsize=(6.2, 4.6))
     cmap = plt.get_cmap("tab10")
     cw_max = 0.0
@@ -276,7 +276,7 @@ def fig_phase_diagram(df: pd.DataFrame) -> tuple[bytes, str]:
     cap = ("Curves: χ⊥(K*) = C_W⟨σ'²⟩_{K*} = 1 at the fixed point K* = C_b + C_W⟨σ²⟩_{K*}. "
            "Stars: critical initialisation; circles: other points.")
     if missing:
-        cap += " No boundary in range for: " + ", ".join(missing) + "."
+        cap += " No boundary stored or in range for: " + ", ".join(missing) + "."
     return _fig_to_png(fig), cap
 
 
@@ -284,12 +284,11 @@ def fig_z_hist(df: pd.DataFrame, observables) -> tuple[bytes, str] | None:
     import matplotlib.pyplot as plt
     zs = {}
     for q in observables:
-        col = f"z/{q}"
-        if col in df:
-            v = [a.ravel() for a in df[col] if isinstance(a, np.ndarray)]
+        if f"z/{q}" in df:
+            v = [statistical_z(r, q) for _, r in df.iterrows()]
+            v = [a for a in v if a is not None]
             if v:
                 z = np.concatenate(v)
-                z = z[np.isfinite(z)]
                 if z.size:
                     zs[q] = z
     if not zs:
@@ -304,9 +303,11 @@ def fig_z_hist(df: pd.DataFrame, observables) -> tuple[bytes, str] | None:
     ax.set_xlabel("z = (measured − theory) / s.e.  (clipped to ±6)")
     ax.set_ylabel("density")
     ax.legend(fontsize=7)
-    ax.set_title("z-scores, all points and entries", fontsize=11)
+    ax.set_title("z-scores, all points and entries with a standard error", fontsize=11)
     fig.tight_layout()
-    return _fig_to_png(fig), ("If theory and measurement agree to within the ensemble noise, z ~ N(0, 1). "
+    return _fig_to_png(fig), ("Entries with a standard error only: deterministic ones (e.g. the first layer) are "
+                              "compared exactly and listed in the Points table. "
+                              "If theory and measurement agree to within the ensemble noise, z ~ N(0, 1). "
                               "Heavy tails come from points where the neglected O(1/n²) terms exceed the "
                               "ensemble error (deep, narrow networks).")
 
@@ -346,31 +347,73 @@ def figs_output_histograms(df: pd.DataFrame, max_figs: int = 6,
 
 
 # -- table -----------------------------------------------------------------------------------------
-def z_summary(row, q) -> tuple[float | None, float | None]:
-    """(z of the scalar summary at the last layer, max |z| over all entries and layers)."""
-    a = row.get(f"z/{q}")
-    if not isinstance(a, np.ndarray) or a.size == 0:
-        return None, None
-    last = scalar_series(a)[-1]
-    fin = np.abs(a[np.isfinite(a)]) if np.isfinite(a).any() else np.array([])
-    mx = float(fin.max()) if fin.size else (float("inf") if np.isinf(a).any() else None)
-    if np.isinf(a).any():
-        mx = float("inf")
-    return float(last), mx
+def z_arrays(row, q) -> tuple[np.ndarray, np.ndarray] | None:
+    """(z, status) of quantity ``q`` at one stored point, as stored (``z/q``, ``zstatus/q``; the
+    rule of :func:`deepeft.core.quantities.zscore`).  Stores written before ``zstatus`` existed get
+    it from their theory/measured/stderr arrays by that same rule."""
+    z = row.get(f"z/{q}")
+    if not isinstance(z, np.ndarray) or z.size == 0:
+        return None
+    st = row.get(f"zstatus/{q}")
+    if isinstance(st, np.ndarray) and st.shape == z.shape:
+        return z, st
+    t, m, s = (row.get(f"{g}/{q}") for g in ("theory", "measured", "stderr"))
+    if all(isinstance(a, np.ndarray) and a.shape == z.shape for a in (t, m, s)):
+        zs = Q.zscore(t, m, s)
+        return zs.z, zs.status
+    return z, np.where(np.isnan(z), Q.UNDEFINED, Q.STATISTICAL).astype(np.int8)
 
 
-def _zcell(v) -> str:
+def statistical_z(row, q) -> np.ndarray | None:
+    """The finite z-scores of the entries of ``q`` that have a standard error (deterministic entries,
+    compared exactly, are left out)."""
+    r = z_arrays(row, q)
+    if r is None:
+        return None
+    z, st = r
+    z = z[(st == Q.STATISTICAL) & np.isfinite(z)]
+    return z
+
+
+def z_summary(row, q) -> tuple[float | None, float | None, int]:
+    """(z of the scalar summary at the last layer, max |z| over the entries with a standard error
+    and the exactly-agreeing deterministic ones (z = 0), number of deterministic entries that differ
+    from the theory)."""
+    r = z_arrays(row, q)
+    if r is None:
+        return None, None, 0
+    z, st = r
+    last = scalar_series(np.where(st == Q.MISMATCH, np.nan, z))[-1]
+    ok = (st == Q.STATISTICAL) | (st == Q.EXACT)
+    az = np.abs(z[ok])
+    az = az[~np.isnan(az)]
+    mx = float(az.max()) if az.size else None
+    return float(last), mx, int((st == Q.MISMATCH).sum())
+
+
+def _zcell(v, mismatches: int = 0) -> str:
+    if mismatches:
+        return (f'<td class="bad" title="{mismatches} deterministic entries differ from the theory beyond '
+                f'floating-point tolerance">{"" if v is None else fmt(v, 3) + " "}≠exact×{mismatches}</td>')
     if v is None:
         return "<td>—</td>"
     cls = "bad" if abs(v) > 5 else ("warn" if abs(v) > 3 else "")
     return f'<td class="{cls}">{fmt(v, 3)}</td>'
 
 
+def _breakdown_cell(row, q) -> str:
+    b = row.get(f"breakdown/{q}")
+    if not isinstance(b, np.ndarray) or b.size == 0:
+        return "<td>—</td>"
+    layer = int(b.ravel()[0])
+    return '<td>none</td>' if layer == 0 else f'<td class="warn">ℓ = {layer}</td>'
+
+
 def points_table(df: pd.DataFrame, observables) -> str:
     qs = [q for q in observables if f"z/{q}" in df]
     head = ["#", "status", "activation", "width", "depth", "init", "C_b", "C_W", "param.", "residual", "M", "seed",
             "time (s)"]
-    head += [f"z {q} (ℓ=L)" for q in qs] + [f"max|z| {q}" for q in qs]
+    head += [f"z {q} (ℓ=L)" for q in qs] + [f"max|z| {q}" for q in qs] + [f"1/n breaks {q}" for q in qs]
     rows = []
     for _, r in df.sort_values("idx").iterrows():
         cells = [fmt(r["idx"]), html.escape(str(r["status"])), html.escape(str(r["activation"])), fmt(r["width"]),
@@ -378,8 +421,9 @@ def points_table(df: pd.DataFrame, observables) -> str:
                  html.escape(str(r["parameterization"])), fmt(r["residual"]) if r["residual"] else "—",
                  fmt(r["ensemble"]), fmt(r["seed"]), fmt(r["compute_s"], 3)]
         tds = "".join(f"<td>{c}</td>" for c in cells)
-        zl, zm = zip(*[z_summary(r, q) for q in qs]) if qs else ((), ())
-        tds += "".join(_zcell(v) for v in zl) + "".join(_zcell(v) for v in zm)
+        zl, zm, zx = zip(*[z_summary(r, q) for q in qs]) if qs else ((), (), ())
+        tds += "".join(_zcell(v) for v in zl) + "".join(_zcell(v, k) for v, k in zip(zm, zx))
+        tds += "".join(_breakdown_cell(r, q) for q in qs)
         if r["status"] != "ok":
             msg = html.escape(str(r.get("error") or "").splitlines()[0] if r.get("error") else "")
             tds += f'<td class="bad">{msg}</td>'
@@ -421,7 +465,8 @@ def write_report(path: str | os.PathLike, html_path: str | os.PathLike | None = 
 
     import json
     run_opts = json.loads(meta.get("run_options", "{}"))
-    observables = [q for q in OBS_ORDER if q in run_opts.get("observables", OBS_ORDER)]
+    asked = [Q.canonical(q, warn=False) for q in run_opts.get("observables", Q.names())]
+    observables = [q for q in Q.names() if q in asked]
     present = {c.split("/", 1)[1] for c in df.columns if isinstance(c, str) and c.startswith("measured/")}
     observables = [q for q in observables if q in present] or sorted(present)
 
@@ -479,7 +524,9 @@ z = (measured − theory)/standard error. Layer-ℓ 1/n objects are normalised b
 {''.join(parts)}
 <section id="points"><h2>Points</h2>
 <p>z at the last layer (scalar summary) and the largest |z| over all entries and layers, per observable;
-yellow: |z| &gt; 3, red: |z| &gt; 5.</p>
+yellow: |z| &gt; 3, red: |z| &gt; 5. Deterministic entries (zero standard error, e.g. layer 1) are compared
+exactly (relative tolerance {Q.EXACT_RTOL:g}): z = 0 when they agree, “≠exact” when they do not.
+“1/n breaks”: the first layer where |z| &gt; 4 (stored at point execution, as <code>deepeft check</code> flags it).</p>
 {points_table(df_all, observables) if len(df_all) else ''}
 </section>
 <footer><p style="color:#888;font-size:.8em">Written by deepeft {__version__} in {time.perf_counter() - t0:.1f} s.</p></footer>

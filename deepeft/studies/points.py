@@ -2,19 +2,26 @@
 
 A point function takes the point's canonical configuration (see
 :func:`deepeft.studies.studyfile.resolve_point`) and the study's input array, and returns a dict
-of named numpy arrays.  Names are ``"<group>/<quantity>"`` with groups
+of named numpy arrays.  Names are ``"<group>/<quantity>"`` (quantity names: the registry,
+:mod:`deepeft.core.quantities`) with groups
 
-- ``theory``   the effective-theory prediction (``deepeft.theory.predict``),
-- ``measured`` the Monte-Carlo ensemble mean (``deepeft.ensemble.measure``),
-- ``stderr``   its standard error,
-- ``z``        (measured − theory) / stderr, elementwise (0 where both agree exactly),
-- ``hist``     last-layer output histogram of the ensemble (``edges``, ``density``, ``counts``,
-               ``info`` = [layer, input index, number of samples]).
+- ``theory``    the effective-theory prediction of the quantity (its registry theory key: e.g. the
+                NTK mean ``Theta`` is predicted by Θ + Θ1/n on the diagonal at order '1/n'),
+- ``measured``  the Monte-Carlo ensemble mean (``deepeft.ensemble.measure``),
+- ``stderr``    its standard error,
+- ``z``         (measured − theory)/stderr by the one rule of :func:`deepeft.core.quantities.zscore`
+                (0 where a deterministic entry agrees exactly, NaN where it does not or is undefined),
+- ``zstatus``   per entry: 0 statistical z, 1 exact agreement, 2 exact mismatch, 3 undefined,
+- ``breakdown`` [first layer where |z| > 4 or an exact mismatch occurs; 0 = none] (``compare``),
+- ``phase``     ``C_b``, ``C_W``: the order-to-chaos boundary χ⊥ = 1 of the point's activation,
+- ``hist``      last-layer output histogram of the ensemble (``edges``, ``density``, ``counts``,
+                ``info`` = [layer, input index, number of samples]).
 
 Point functions run on Dask workers, so they must be importable module-level functions.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 import time
@@ -26,19 +33,37 @@ import numpy as np
 PointFn = Callable[[dict, np.ndarray], dict]
 
 
-def zscores(theory: np.ndarray, measured: np.ndarray, stderr: np.ndarray) -> np.ndarray:
-    """Elementwise (measured − theory)/stderr; entries with zero error and exact agreement are 0,
-    with zero error and disagreement ±inf."""
-    theory, measured, stderr = (np.asarray(a, dtype=np.float64) for a in (theory, measured, stderr))
-    diff = measured - theory
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(stderr > 0, diff / np.where(stderr > 0, stderr, 1.0), np.where(diff == 0, 0.0, np.sign(diff) * np.inf))
-    return z
+#: the z threshold of the stored ``breakdown`` (that of ``deepeft.ensemble.compare``)
+BREAKDOWN_Z = 4.0
+#: C_b range of the stored phase boundary (the curve is traced for K* ≤ 1e3, so C_b ≤ 1e3)
+PHASE_CB_MAX = 1e3
+
+
+@functools.lru_cache(maxsize=64)
+def _phase_boundary(activation: str) -> tuple[np.ndarray, np.ndarray] | None:
+    from ..theory.criticality import phase_boundary_curve
+    try:
+        return phase_boundary_curve(activation, PHASE_CB_MAX)
+    except Exception:  # noqa: BLE001  (no boundary computable for this activation: none stored)
+        return None
+
+
+def phase_arrays(activation: str) -> dict[str, np.ndarray]:
+    """``phase/C_b``, ``phase/C_W``: the χ⊥ = 1 curve of ``activation`` (empty if none)."""
+    r = _phase_boundary(activation)
+    return {} if r is None else {"phase/C_b": np.array(r[0], dtype=np.float64), "phase/C_W": np.array(r[1], dtype=np.float64)}
+
+
+def comparison_arrays(q: str, z: np.ndarray, status: np.ndarray, breakdown: int | None) -> dict[str, np.ndarray]:
+    """The stored z, zstatus and breakdown arrays of quantity ``q``."""
+    return {f"z/{q}": np.asarray(z, dtype=np.float64), f"zstatus/{q}": np.asarray(status, dtype=np.int8),
+            f"breakdown/{q}": np.array([breakdown or 0], dtype=np.int64)}
 
 
 def compute_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.ndarray]:
     """Theory prediction and ensemble measurement of one point, side by side."""
     from .. import ensemble, theory
+    from ..core import quantities as Q
     from ..core.observables import Observables
     from ..core.spec import MLPSpec
 
@@ -47,31 +72,36 @@ def compute_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.nd
     kw = {}
     if config.get("chunk_size"):
         kw["chunk_size"] = config["chunk_size"]
-    wanted = tuple(q for q in config["observables"] if q in ensemble.QUANTITIES)
+    observables = list(dict.fromkeys(Q.canonical(q) for q in config["observables"]))
+    wanted = tuple(q for q in observables if Q.get(q).measured)
     if wanted:
         ms = ensemble.measure(spec, inputs, ensemble=config["ensemble"], seed=config["seed"],
                               device=config["device"], quantities=wanted + ("histogram",), **kw)
     else:  # theory-only quantities (K, K1, chi_*): nothing to measure
         ms = Observables(spec, inputs, "ensemble")
+    cmp = ensemble.compare(th, ms, wanted, entries="all", z_threshold=BREAKDOWN_Z)
     out: dict[str, np.ndarray] = {}
-    for q in config["observables"]:
-        if q in th.values:
-            out[f"theory/{q}"] = np.asarray(th.values[q], dtype=np.float64)
+    for q in observables:
+        t = Q.theory_value(th.values, q)
+        if t is not None:
+            out[f"theory/{q}"] = t
         if q in ms.values:
             out[f"measured/{q}"] = np.asarray(ms.values[q], dtype=np.float64)
             err = ms.errors.get(q)
             if err is not None:
                 out[f"stderr/{q}"] = np.asarray(err, dtype=np.float64)
-        if f"theory/{q}" in out and f"stderr/{q}" in out and out[f"theory/{q}"].shape == out[f"measured/{q}"].shape:
-            out[f"z/{q}"] = zscores(out[f"theory/{q}"], out[f"measured/{q}"], out[f"stderr/{q}"])
+        if q in cmp.arrays:
+            a = cmp.arrays[q]
+            out.update(comparison_arrays(q, a["z"], a["status"], cmp.breakdown[q]))
     hist = ms.meta.get("histogram")
     if hist:  # last-layer output histogram at input hist["input_index"]
         for k in ("edges", "density", "counts"):
             out[f"hist/{k}"] = np.asarray(hist[k], dtype=np.float64 if k != "counts" else np.int64)
         out["hist/info"] = np.array([hist["layer"], hist["input_index"], hist["n_samples"]], dtype=np.int64)
     # V_norm's theory value is what the 1/n collapse plot needs even if not requested
-    if "V_norm" not in config["observables"] and "V_norm" in th.values:
+    if "V_norm" not in observables and "V_norm" in th.values:
         out["theory/V_norm"] = np.asarray(th.values["V_norm"], dtype=np.float64)
+    out.update(phase_arrays(config["activation"]))
     return out
 
 
@@ -80,6 +110,8 @@ def synthetic_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.
     runner and store without the engines.  Its numbers are pseudo-random functions of the
     configuration and mean nothing physically.  ``config['work_s']`` (optional) busy-waits that
     long, to emulate compute."""
+    from ..core.quantities import breakdown_layer, zscore
+
     digest = hashlib.sha256(repr(sorted((k, str(v)) for k, v in config.items())).encode()).digest()
     rng = np.random.default_rng([int.from_bytes(digest[:8], "little"), int(config.get("seed", 0))])
     L, N = int(config["depth"]), int(inputs.shape[0])
@@ -95,7 +127,9 @@ def synthetic_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.
         err = 0.02 * np.abs(th) + 1e-3
         meas = th + err * rng.standard_normal(th.shape)
         out[f"theory/{q}"], out[f"measured/{q}"], out[f"stderr/{q}"] = th, meas, err
-        out[f"z/{q}"] = zscores(th, meas, err)
+        zs = zscore(th, meas, err)
+        out.update(comparison_arrays(q, zs.z, zs.status, breakdown_layer(zs, BREAKDOWN_Z)))
+    out.update(phase_arrays(config["activation"]))
     work = float(config.get("work_s", 0.0))
     t_end = time.perf_counter() + work
     while time.perf_counter() < t_end:

@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core import quantities as _quantities
 from ..core.errors import ParameterError
-from ..core.observables import Observables  # noqa: F401  (quantity names documented there)
 
-QUANTITIES = ("kernel", "K", "K1", "V", "V_norm", "Theta", "chi_par", "chi_perp")
+#: quantity names a study may ask for: every quantity of the registry (deepeft.core.quantities),
+#: including ones registered after import; old names are accepted with a DeprecationWarning
+QUANTITIES = _quantities.names()
 ORDERS = ("1/n", "infinite")
 PARAMETERIZATIONS = ("ntk", "standard")
 SCHEMA = 1
@@ -405,11 +407,13 @@ def parse_study(data: dict, *, source: str = "<dict>", base_dir: Path | None = N
     obs = r.get("observables", list(DEFAULT_OBSERVABLES))
     if isinstance(obs, str):
         obs = [obs]
+    known = _quantities.names()
     if not isinstance(obs, list) or not obs:
-        raise _err("run", "observables", obs, "a non-empty list of: " + ", ".join(QUANTITIES), f"in {source}")
+        raise _err("run", "observables", obs, "a non-empty list of: " + ", ".join(known), f"in {source}")
     for o in obs:
-        if o not in QUANTITIES:
-            raise _err("run", "observables", o, "one of: " + ", ".join(QUANTITIES), f"in {source}")
+        if not isinstance(o, str) or not _quantities.is_registered(o):
+            raise _err("run", "observables", o, "one of: " + ", ".join(known), f"in {source}")
+    obs = [_quantities.canonical(o, stacklevel=3) for o in obs]
     order = r.get("order", "1/n")
     if order not in ORDERS:
         raise _err("run", "order", order, "'1/n' or 'infinite'", f"in {source}")

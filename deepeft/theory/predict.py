@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.observables import Observables
+from ..core.quantities import canonical
 from ..core.spec import MLPSpec, validate_inputs
 from .ntk import ntk_fluctuations
 from .recursion import propagate
@@ -17,9 +18,10 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
     N > 8 inputs) only the diagonal V_(αα)(αα) and K1_αα are propagated, so ``kernel`` carries the
     1/n correction on its diagonal only (``meta['kernel_offdiagonal_order'] = 'infinite'``).
     For non-residual networks ``order='1/n'`` also gives the NTK's finite-width statistics per input
-    (:mod:`deepeft.theory.ntk`): ``Theta1``, ``A``, ``B``, ``D``, ``F`` (L, N), ``ntk_var`` =
-    Var(Ĥ_ii) = (A + 2B)/n_{l-1} and ``ntk_mean`` = Θ with Θ + Θ1/n_{l-1} on the diagonal.
-    Names and shapes: see :mod:`deepeft.core.observables`.
+    (:mod:`deepeft.theory.ntk`): ``Theta1``, ``NTK_A``, ``NTK_B``, ``NTK_D``, ``NTK_F`` (L, N),
+    ``Theta_var`` = Var(Ĥ_ii) = (A + 2B)/n_{l-1} (L, N) and ``ntk_mean`` = Θ with Θ + Θ1/n_{l-1} on
+    the diagonal (the theory of the measured NTK mean ``Theta``; ``Theta`` here is the infinite-width
+    Θ).  Names, shapes and old aliases: the registry, :mod:`deepeft.core.quantities`.
     """
     if not isinstance(spec, MLPSpec):
         from ..core.errors import ParameterError
@@ -56,8 +58,8 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
             meta["kernel_offdiagonal_order"] = "infinite"
         if spec.residual is None:
             fl = ntk_fluctuations(spec, x)
-            for k in ("Theta1", "A", "B", "D", "F", "ntk_var"):
-                values[k] = fl[k]
+            for k in ("Theta1", "A", "B", "D", "F", "ntk_var"):  # under their registered names
+                values[canonical(k, warn=False)] = fl[k]
             values["ntk_mean"] = rec.Theta.copy()
             values["ntk_mean"][:, idx, idx] = fl["ntk_mean"]
     else:
