@@ -349,8 +349,9 @@ def figs_output_histograms(df: pd.DataFrame, max_figs: int = 6,
 # -- table -----------------------------------------------------------------------------------------
 def z_arrays(row, q) -> tuple[np.ndarray, np.ndarray] | None:
     """(z, status) of quantity ``q`` at one stored point, as stored (``z/q``, ``zstatus/q``; the
-    rule of :func:`deepeft.core.quantities.zscore`).  Stores written before ``zstatus`` existed get
-    it from their theory/measured/stderr arrays by that same rule."""
+    rule of :func:`deepeft.core.quantities.zscore`).  Where no ``zstatus`` is stored (stores of
+    older versions, synthetic points) the status comes from the stored theory/measured/stderr arrays
+    by that same rule, and deterministic entries get its z (0 or flagged) instead of ±∞/1e14."""
     z = row.get(f"z/{q}")
     if not isinstance(z, np.ndarray) or z.size == 0:
         return None
@@ -360,7 +361,7 @@ def z_arrays(row, q) -> tuple[np.ndarray, np.ndarray] | None:
     t, m, s = (row.get(f"{g}/{q}") for g in ("theory", "measured", "stderr"))
     if all(isinstance(a, np.ndarray) and a.shape == z.shape for a in (t, m, s)):
         zs = Q.zscore(t, m, s)
-        return zs.z, zs.status
+        return np.where(zs.status == Q.STATISTICAL, z, zs.z), zs.status
     return z, np.where(np.isnan(z), Q.UNDEFINED, Q.STATISTICAL).astype(np.int8)
 
 

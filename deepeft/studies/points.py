@@ -110,7 +110,7 @@ def synthetic_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.
     runner and store without the engines.  Its numbers are pseudo-random functions of the
     configuration and mean nothing physically.  ``config['work_s']`` (optional) busy-waits that
     long, to emulate compute."""
-    from ..core.quantities import breakdown_layer, zscore
+    from ..core.quantities import zscore
 
     digest = hashlib.sha256(repr(sorted((k, str(v)) for k, v in config.items())).encode()).digest()
     rng = np.random.default_rng([int.from_bytes(digest[:8], "little"), int(config.get("seed", 0))])
@@ -127,9 +127,7 @@ def synthetic_point(config: dict[str, Any], inputs: np.ndarray) -> dict[str, np.
         err = 0.02 * np.abs(th) + 1e-3
         meas = th + err * rng.standard_normal(th.shape)
         out[f"theory/{q}"], out[f"measured/{q}"], out[f"stderr/{q}"] = th, meas, err
-        zs = zscore(th, meas, err)
-        out.update(comparison_arrays(q, zs.z, zs.status, breakdown_layer(zs, BREAKDOWN_Z)))
-    out.update(phase_arrays(config["activation"]))
+        out[f"z/{q}"] = zscore(th, meas, err).z  # (no zstatus/breakdown/phase: readers derive status by the same rule)
     work = float(config.get("work_s", 0.0))
     t_end = time.perf_counter() + work
     while time.perf_counter() < t_end:
