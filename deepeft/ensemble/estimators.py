@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..core import quantities as _quantities
 from .sampler import LayerState
 
 
@@ -184,12 +185,17 @@ def _diag(x: np.ndarray) -> np.ndarray:
     return np.diagonal(x, axis1=-2, axis2=-1)
 
 
+def _kernel_group() -> frozenset[str]:
+    """The registered quantities this module's kernel statistics estimate (estimator 'kernel')."""
+    return frozenset(n for n in _quantities.names(measured=True) if _quantities.get(n).estimator == "kernel")
+
+
 def kernel_estimates(S: dict[str, np.ndarray], M: np.ndarray, n_prev: int, full_V: bool,
-                     want: frozenset[str] = frozenset({"kernel", "V_pairs", "V_norm", "kurtosis", "V"})
-                     ) -> dict[str, np.ndarray]:
+                     want: frozenset[str] | None = None) -> dict[str, np.ndarray]:
     """Kernel and vertex estimates from batched sums S[name] (R, ...) of R replicas with network
-    counts M (R,) (see :func:`jackknife`); ``want`` limits which are computed."""
-    if not want & {"V_pairs", "V_norm", "kurtosis", "V"}:
+    counts M (R,) (see :func:`jackknife`); ``want`` limits which are computed (default: all of the
+    registry's 'kernel' group)."""
+    if not (_kernel_group() if want is None else want) - {"kernel"}:
         return {"kernel": S["k"] / _per(M, S["k"])}
     if "m4" not in S:  # plain layer (conditional statistics): see kernel_statistics
         S = dict(S, Td=S["kkd"], m4=3.0 * _diag(S["kkd"]))
