@@ -63,7 +63,6 @@ class Quantity:
     aliases: tuple[str, ...] = ()
     derive: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None
     needs: tuple[str, ...] = ()  # quantities ``derive`` reads
-    summary_entry: str = "first"  # the scalar summary per layer: entry (0, …, 0)
 
     @property
     def measured(self) -> bool:
@@ -72,10 +71,6 @@ class Quantity:
     @property
     def theory_only(self) -> bool:
         return self.estimator is None
-
-    @property
-    def compared(self) -> bool:
-        return self.measured and self.z_policy != "none" and (self.theory is not None or self.derive is not None)
 
 
 _REGISTRY: dict[str, Quantity] = {}
@@ -100,8 +95,8 @@ def register(q: Quantity, *, replace: bool = False) -> Quantity:
     if (q.estimator == "derived") != (q.derive is not None):
         raise ParameterError("quantity.derive", q.derive, "a function exactly when estimator = 'derived'")
     for n in q.needs:
-        if n not in _REGISTRY:
-            raise ParameterError("quantity.needs", n, "registered quantities")
+        if n not in _REGISTRY or (q.estimator == "derived" and not _REGISTRY[n].measured):
+            raise ParameterError("quantity.needs", n, "registered quantities (measured ones for a derived quantity)")
     for a in q.aliases:
         if a in _REGISTRY or _ALIASES.get(a, q.name) != q.name:
             raise ParameterError("quantity.aliases", a, "names not used by another quantity")
@@ -119,16 +114,9 @@ def unregister(name: str) -> None:
             _ALIASES.pop(a, None)
 
 
-def names(*, measured: bool | None = None, theory: bool | None = None) -> tuple[str, ...]:
-    """Registered names in registry order, optionally only measured / predicted ones."""
-    out = []
-    for q in _REGISTRY.values():
-        if measured is not None and q.measured != measured:
-            continue
-        if theory is not None and (q.theory is not None or q.derive is not None) != theory:
-            continue
-        out.append(q.name)
-    return tuple(out)
+def names(*, measured: bool | None = None) -> tuple[str, ...]:
+    """Registered names in registry order, optionally only the measured (or theory-only) ones."""
+    return tuple(q.name for q in _REGISTRY.values() if measured is None or q.measured == measured)
 
 
 def aliases() -> dict[str, str]:
@@ -217,20 +205,6 @@ class ZScores:
     status: np.ndarray
     scale: float
     rtol: float
-
-    def max_abs(self, mask: np.ndarray | None = None) -> float:
-        """Largest |z| over the compared entries (EXACT ones count as 0); +inf if a deterministic
-        entry disagrees (MISMATCH) — the theory is then wrong beyond any noise; NaN if none."""
-        st = self.status if mask is None else self.status[mask]
-        zz = self.z if mask is None else self.z[mask]
-        if (st == MISMATCH).any():
-            return math.inf
-        ok = (st == STATISTICAL) | (st == EXACT)
-        return float(np.max(np.abs(zz[ok]))) if ok.any() else math.nan
-
-    def statistical(self) -> np.ndarray:
-        """The z values of the entries with a noise scale (what should look like N(0, 1))."""
-        return self.z[self.status == STATISTICAL]
 
 
 def zscore(theory, measured, stderr, *, rtol: float | None = None, dtype: Any = None,
