@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     doc = {
         "spec": spec.to_dict(), "inputs": x.tolist(),
-        "theory": th.to_dict(include=("kernel", "V_norm", "Theta", "K", "K1")),
+        "theory": th.to_dict(include=("kernel", "V_norm", "Theta", "ntk_mean", "Theta_var", "K", "K1")),
         "measured": ms.to_dict(), "comparison": cmp.to_dict(),
         "trust": {q: ("ok" if bl is None else f"1/n theory departs beyond {args.z_threshold:g} sigma from layer {bl}")
                   for q, bl in cmp.breakdown.items()},

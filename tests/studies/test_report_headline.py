@@ -8,30 +8,17 @@ import re
 import numpy as np
 import pytest
 
+from conftest import REAL_STUDY
 from deepeft.core import quantities as Q
 from deepeft.ensemble import compare, measure
 from deepeft.report.study_report import points_table, statistical_z, write_report, z_summary
 from deepeft.studies import Store, load_study, run_study
 from deepeft.theory import predict
 
-QUICK = """
-[study]
-name = "quick-headline"
-[inputs]
-n_inputs = 2
-input_dim = 8
-seed = 0
-[run]
-observables = ["kernel", "V_norm", "Theta"]
-[defaults]
-ensemble = 128
-[grid]
-activation = ["relu", "tanh"]
-width = [16]
-depth = [4]
-C_b = "critical"
-C_W = "critical"
-"""
+# the tests' small real study, critical points only, at L/n = 0.25
+QUICK = (REAL_STUDY.split("[[points]]")[0].replace('name = "tiny"', 'name = "quick-headline"')
+         .replace("width = [8, 16]", "width = [16]").replace("ensemble = 64", "ensemble = 128"))
+assert "width = [16]" in QUICK and "ensemble = 128" in QUICK
 OBS = ("kernel", "V_norm", "Theta")
 
 
