@@ -204,11 +204,14 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
     # with a checkpoint, Ctrl-C (SIGINT) is taken at the next step boundary: saved, then re-raised
     interrupts = (catch_interrupts(raise_now=False, signals=(signal.SIGINT,)) if s.checkpoint is not None
                   else nullcontext({"hit": False}))
+    # the kernel's step evaluates the loss of the state it leaves, which is recorded in the next
+    # iteration: an interrupt that arrives during a step is taken one boundary later
+    pending = False
     with interrupts as intr:
         for st in range(s0, total):
-            if s.checkpoint is not None and st > s0 and (intr["hit"] or st % s.checkpoint_every == 0 or st == last_draw):
+            if s.checkpoint is not None and st > s0 and (pending or st % s.checkpoint_every == 0 or st == last_draw):
                 ckpt.save(s.checkpoint, snapshot(st))
-            if intr["hit"]:
+            if pending:
                 raise KeyboardInterrupt(f"interrupted at step {st} of {total}; "
                                         + (f"the state is saved in {s.checkpoint}: run the same call again to resume"
                                            if st > s0 else f"nothing new to save in {s.checkpoint}"))
@@ -229,6 +232,7 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
                     records[k].append(f(state, d2_cur))
             if st == last_draw:
                 break
+            pending = intr["hit"]
             state, info = kernel.step(gen, state)
             with torch.no_grad():
                 a = info.get("acceptance")

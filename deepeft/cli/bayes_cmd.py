@@ -197,7 +197,8 @@ def cmd_llc(args) -> int:
 
 
 def cmd_llc_sweep(args) -> int:
-    from ..bayes import llc_sweep, plot_llc_sweep
+    from ..bayes.sweep import plot_llc_sweep
+    from ..studies.llc_sweep import llc_sweep
     from ..core.jsonutil import to_jsonable
 
     if args.sigma is not None:

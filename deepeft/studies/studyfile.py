@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ParameterError
+from ..core.provenance import canonical_json, point_key  # noqa: F401  (re-exported: the key of a study point)
 from ..core.observables import Observables  # noqa: F401  (quantity names documented there)
 
 QUANTITIES = ("kernel", "K", "K1", "V", "V_norm", "Theta", "chi_par", "chi_perp")
@@ -303,19 +304,6 @@ def resolve_point(p: dict[str, Any], run: RunOptions, x: np.ndarray, inputs_hash
         "device": run.device,
         "chunk_size": run.chunk_size,
     }
-
-
-def canonical_json(config: dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def point_key(config: dict[str, Any], version: str | None = None) -> str:
-    """sha256 of the canonical configuration and the result version (package version + digest of
-    the engine sources, :mod:`deepeft._provenance`): editing an engine recomputes stored points."""
-    if version is None:
-        from .._provenance import result_version
-        version = result_version()
-    return hashlib.sha256(f"deepeft {version}\n{canonical_json(config)}".encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------
