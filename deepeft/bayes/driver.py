@@ -181,7 +181,7 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
         gen.set_state(ck_state["gen"])
         if p.src is not None:
             p.src.load_state(ck_state["src"])
-        state = ck_state["state_cls"](**_to(ck_state["state"], dev))
+        state = kernel.state_type(**_to(ck_state["state"], dev))
         step_loss = list(ck_state["step_loss"].to(dev).unbind(0)) if ck_state["step_loss"] is not None else []
         records = {k: _rows(ck_state["records"].get(k), dev if k in ("loss", "dist") else None) for k in recorders}
         health.load(ck_state["health"], dev)
@@ -194,7 +194,8 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
         pbar = tqdm(total=total, desc=f"{s.sampler} {C} chains", leave=False, initial=s0)
 
     def snapshot(step: int) -> dict:
-        return dict(fingerprint=ck_fp, config=ck_cfg, step=step, state={f: getattr(state, f) for f in state.__dataclass_fields__}, state_cls=type(state),
+        return dict(fingerprint=ck_fp, config=ck_cfg, step=step,
+                    state={f: getattr(state, f) for f in state.__dataclass_fields__},
                     gen=gen.get_state(), src=None if p.src is None else p.src.state(),
                     step_loss=torch.stack(step_loss) if step_loss else None,
                     records={k: (torch.stack(v) if v else None) for k, v in records.items()},

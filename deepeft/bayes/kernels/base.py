@@ -120,6 +120,8 @@ class Kernel:
     implement :meth:`init` and :meth:`step`; the class attributes say what the driver may assume."""
 
     name: ClassVar[str] = ""
+    #: the dataclass of this kernel's states (a checkpoint stores its fields and rebuilds it)
+    state_type: ClassVar[type] = object
     #: the recorded loss of a state is the exact full-data L_n (``loss_eval='full'`` costs nothing extra)
     exact_loss: ClassVar[bool] = False
     #: chains can leave the region where the posterior lives (the driver checks losses and radii)

@@ -39,6 +39,7 @@ def dln_layers(model) -> list | None:
 
 class Gibbs(Kernel):
     name = "gibbs"
+    state_type = GibbsState
     exact_loss = True
     can_diverge = False
     uses_lr = False

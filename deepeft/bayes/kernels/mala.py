@@ -19,6 +19,7 @@ class MALAState:
 
 class MALA(LangevinKernel):
     name = "mala"
+    state_type = MALAState
     exact_loss = True
 
     @classmethod

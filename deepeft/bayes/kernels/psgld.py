@@ -23,6 +23,7 @@ class PSGLDState(SGLDState):
 
 class PSGLD(SGLD):
     name = "sgld"
+    state_type = PSGLDState
 
     def __init__(self, problem, settings):
         super().__init__(problem, settings)

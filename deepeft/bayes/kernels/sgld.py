@@ -66,6 +66,7 @@ class LangevinKernel(Kernel):
 
 class SGLD(LangevinKernel):
     name = "sgld"
+    state_type = SGLDState
 
     def __init__(self, problem, settings):
         super().__init__(problem, settings)
