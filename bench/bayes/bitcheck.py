@@ -9,7 +9,6 @@ full-data losses, observables, a non-Sequential model, a DataLoader, diverging c
 and interrupted-then-resumed checkpointed runs) or ``estimate_llc`` and stores every array of the
 result; ``compare`` reports any scenario whose arrays differ in a single bit.
 """
-import signal
 import sys
 import tempfile
 import warnings
@@ -19,6 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "bayes"))
+from test_bayes_checkpoint import interrupting_loss  # noqa: E402  (a loss that sends Ctrl-C at its k-th call)
 
 FIELDS = ("loss_trace", "step_loss", "distance_trace", "param_draws", "pair_loss_trace", "observables",
           "mala_acceptance", "diverged", "divergence_step", "final_flat", "init_loss", "curvature")
@@ -47,18 +49,6 @@ class _Res(nn.Module):  # not an nn.Sequential: the vmapped functional_call path
 
     def forward(self, x):
         return self.b(torch.relu(self.a(x)) + 0.1 * self.a(x))
-
-
-def _interrupting(at_call):
-    calls = {"n": 0}
-
-    def loss(out, y):
-        calls["n"] += 1
-        if calls["n"] == at_call:
-            signal.raise_signal(signal.SIGINT)
-        return ((out - y) ** 2).mean()
-
-    return loss
 
 
 def scenarios():
@@ -105,11 +95,11 @@ def scenarios():
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "run.ckpt"
                 try:
-                    sample(m, (x, y), _interrupting(75), checkpoint=path, checkpoint_every=25, **kw)
+                    sample(m, (x, y), interrupting_loss(75), checkpoint=path, checkpoint_every=25, **kw)
                     raise RuntimeError("not interrupted")
                 except KeyboardInterrupt:
                     pass
-                return sample(m, (x, y), _interrupting(10 ** 9), checkpoint=path, checkpoint_every=25, **kw)
+                return sample(m, (x, y), interrupting_loss(10 ** 9), checkpoint=path, checkpoint_every=25, **kw)
         yield name, run
 
 
