@@ -205,8 +205,8 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
     # with a checkpoint, Ctrl-C (SIGINT) is taken at the next step boundary: saved, then re-raised
     interrupts = (catch_interrupts(raise_now=False, signals=(signal.SIGINT,)) if s.checkpoint is not None
                   else nullcontext({"hit": False}))
-    # the kernel's step evaluates the loss of the state it leaves, which is recorded in the next
-    # iteration: an interrupt that arrives during a step is taken one boundary later
+    # an interrupt is taken at the next step boundary; one that arrives while the kernel evaluates
+    # the new state (which belongs to the next step) one boundary later
     pending = False
     with interrupts as intr:
         for st in range(s0, total):
@@ -233,8 +233,8 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
                     records[k].append(f(state, d2_cur))
             if st == last_draw:
                 break
+            state, info = kernel.move(gen, state)
             pending = intr["hit"]
-            state, info = kernel.step(gen, state)
             with torch.no_grad():
                 a = info.get("acceptance")
                 if a is not None:
@@ -253,6 +253,7 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
                                                      f"curvature met, or localization too weak)")
                 if not health.all_alive:
                     state.position[~health.alive] = c  # stopped chains wait at the centre (masked at the end)
+            state = kernel.evaluate(state)
             if pbar is not None:
                 pbar.update(1)
     if pbar is not None:

@@ -168,7 +168,17 @@ class Kernel:
         raise NotImplementedError
 
     def step(self, rng: torch.Generator, state) -> tuple[Any, dict]:
-        raise NotImplementedError
+        """One transition: :meth:`move`, then :meth:`evaluate` at the new position.  A kernel
+        implements either ``step`` or the two halves (the driver calls the halves, so that it can
+        stop a diverged chain before its next evaluation)."""
+        state, info = self.move(rng, state)
+        return self.evaluate(state), info
+
+    def move(self, rng: torch.Generator, state) -> tuple[Any, dict]:
+        return self.step(rng, state)
+
+    def evaluate(self, state):
+        return state
 
     # ----------------------------------------------------------------------- views of a state
     def distance2(self, state) -> torch.Tensor:

@@ -10,7 +10,7 @@ Metropolis–Hastings acceptance probability of the proposal (devinterp's MALA d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -109,7 +109,12 @@ class SGLD(LangevinKernel):
         views = self._buffers(position)[0] if self.plain else None
         return SGLDState(position, *self._evaluate(position, views))
 
-    def step(self, rng, state):
+    def evaluate(self, state):
+        views = self._buffers(state.position)[0] if self.plain else None
+        L, g, batch = self._evaluate(state.position, views)
+        return replace(state, loss=L, grad=g, batch=batch)
+
+    def move(self, rng, state):
         if self.plain:
             return self._plain_step(rng, state), {}
         info = {}
@@ -121,7 +126,7 @@ class SGLD(LangevinKernel):
             if self.mala_every and state.t % self.mala_every == 0:
                 Lnew, gnew = self.problem.engine.loss_and_grad(new, *state.batch)
                 info["acceptance"] = self.mh_acceptance(flat, state.loss, drift, new, Lnew, gnew, Gm)
-        return type(state)(new, *self._evaluate(new), state.t + 1, **extra), info
+        return type(state)(new, None, None, None, state.t + 1, **extra), info
 
     def propose(self, state, flat, gl, drift, noise):
         """The new position, the preconditioner and the extra state fields."""
@@ -129,7 +134,7 @@ class SGLD(LangevinKernel):
 
     def _plain_step(self, rng, state):
         flat, g = state.position, state.grad
-        _, new, new_views = self._buffers(flat)
+        _, new, _ = self._buffers(flat)
         with torch.no_grad():  # in place on the noise buffer (no temporaries)
             if self.uniform:  # √ε drawn with the noise: normal_(0, √ε) gives the same numbers as √ε·randn
                 new.normal_(0.0, self.s_lr, generator=rng)
@@ -140,7 +145,7 @@ class SGLD(LangevinKernel):
                 _axpy(new, flat, self.c_w).add_(self.c_term)
             else:
                 new.add_(flat)
-        return SGLDState(new, *self._evaluate(new, new_views), state.t + 1)
+        return SGLDState(new, None, None, None, state.t + 1)
 
 
 def _axpy(y: torch.Tensor, x: torch.Tensor, a) -> torch.Tensor:
