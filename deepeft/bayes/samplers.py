@@ -62,7 +62,6 @@ from .kernels import KERNELS
 from .kernels.base import BURNIN_MAX_SPANS, BURNIN_RELAXATION_TIMES, Settings  # noqa: F401
 
 LOSS_EVALS = ("batch", "full", "two_batch")
-SAMPLERS = tuple(KERNELS)  # the built-in samplers; kernels registered later are accepted too
 
 _POSITIVE = Interval(float, 0.0, open_low=True)
 #: every setting of :func:`sample` with what it may be — the one declaration the API, the CLI and

@@ -2,8 +2,8 @@
 
 A routine declares, per parameter, a constraint — an interval of numbers, a set of choices, "one
 per chain", or an alternative of those — and every entry point checks the same declaration: the
-Python API (:func:`validate`), the command line (:func:`argparse_type` turns a constraint into an
-``argparse`` ``type=``; :func:`describe` writes its help) and study files.  A violation raises
+Python API (:func:`validate`), the command line (:func:`parse_text`: the same check on a flag's
+text) and study files; ``Constraint.describe()`` writes the allowed values for messages and help.  A violation raises
 :class:`~deepeft.core.errors.ParameterError` naming the parameter and what is allowed.
 
 Example::
@@ -14,7 +14,6 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -137,27 +136,15 @@ def validate(constraints: dict[str, Constraint], **values: Any) -> dict[str, Any
     return {k: (constraints[k].check(k, v) if k in constraints else v) for k, v in values.items()}
 
 
-def describe(constraints: dict[str, Constraint], name: str) -> str:
-    """The allowed values of ``name``, for help texts."""
-    return constraints[name].describe()
-
-
-def argparse_type(constraint: Constraint, flag: str, convert: Callable = float) -> Callable[[str], Any]:
-    """An ``argparse`` ``type=`` that parses the flag's text with ``convert`` and checks ``constraint``;
-    the error names the flag and the allowed values (argparse prints it and exits with status 2)."""
-
-    def parse(text: str):
-        for c in (constraint.options if isinstance(constraint, AnyOf) else (constraint,)):
-            if isinstance(c, Choices) and text in c.values():
-                return text
-        try:
-            value = convert(text)
-        except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"{flag}={text!r} is invalid: allowed {constraint.describe()}") from None
-        try:
-            return constraint.check(flag, value)
-        except ParameterError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parse.__name__ = flag  # argparse names the type in its messages
-    return parse
+def parse_text(constraint: Constraint, flag: str, text: str, convert: Callable = float, name: str | None = None) -> Any:
+    """A command-line value: the text itself when it is one of the constraint's choices (e.g. 'auto'),
+    else ``convert(text)``, checked against ``constraint``.  Text that does not parse is an error
+    naming ``flag``; a value out of range one naming ``name`` (the API's parameter; default the flag)."""
+    for c in (constraint.options if isinstance(constraint, AnyOf) else (constraint,)):
+        if isinstance(c, Choices) and str(text).lower() in c.values():
+            return str(text).lower()
+    try:
+        value = convert(text)
+    except (TypeError, ValueError):
+        raise ParameterError(flag, text, constraint.describe()) from None
+    return constraint.check(name or flag, value)

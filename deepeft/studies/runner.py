@@ -18,10 +18,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from ..core.errors import ParameterError
 from ..core.interrupts import catch_interrupts

@@ -126,8 +126,6 @@ class Kernel:
     exact_loss: ClassVar[bool] = False
     #: chains can leave the region where the posterior lives (the driver checks losses and radii)
     can_diverge: ClassVar[bool] = True
-    #: the step size ε is a parameter of the kernel
-    uses_lr: ClassVar[bool] = True
     #: settings this kernel cannot honour: name -> (test on Settings, what is allowed)
     unsupported: ClassVar[dict] = {}
     #: the kernel used instead when ``precondition='rmsprop'`` (None: not supported)

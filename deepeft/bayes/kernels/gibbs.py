@@ -42,7 +42,6 @@ class Gibbs(Kernel):
     state_type = GibbsState
     exact_loss = True
     can_diverge = False
-    uses_lr = False
     unsupported = {
         "precondition": (lambda s: s.precondition == "rmsprop", "None"),
         "mala_every": (lambda s: s.mala_every > 0, "0"),
