@@ -28,9 +28,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core.errors import ParameterError, check_int, check_positive
+from ..core.errors import ParameterError
+from ..core.validation import Choices, Interval, validate
 from .diagnostics import ess, rhat
 from .ground_truth import aoyagi_dln, check_dln
+
+
+_POSITIVE = Interval(float, 0.0, open_low=True)
+#: the settings of :func:`dln_gibbs` and what they may be (deepeft.core.validation)
+DLN_GIBBS_PARAMS = {"nbeta": _POSITIVE, "localization": _POSITIVE, "num_chains": Interval(int, 2),
+                    "num_sweeps": Interval(int, 2), "num_burnin_sweeps": Interval(int, 0),
+                    "init": Choices(("center", "prior"), "'center' or 'prior'")}
 
 
 @dataclass
@@ -140,15 +148,12 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
     shows a progress bar over sweeps.
     """
     H, r = check_dln(widths, rank)
-    t = check_positive("nbeta", nbeta)
-    gamma = check_positive("localization", localization)
-    C = check_int("num_chains", num_chains, 2)
-    S = check_int("num_sweeps", num_sweeps, 2)
-    Bn = S // 4 if num_burnin_sweeps is None else check_int("num_burnin_sweeps", num_burnin_sweeps, 0)
+    v = validate(DLN_GIBBS_PARAMS, nbeta=nbeta, localization=localization, num_chains=num_chains,
+                 num_sweeps=num_sweeps, init=init)
+    t, gamma, C, S = v["nbeta"], v["localization"], v["num_chains"], v["num_sweeps"]
+    Bn = S // 4 if num_burnin_sweeps is None else validate(DLN_GIBBS_PARAMS, num_burnin_sweeps=num_burnin_sweeps)["num_burnin_sweeps"]
     if Bn > S - 2:
         raise ParameterError("num_burnin_sweeps", Bn, f"0 … num_sweeps − 2 = {S - 2}")
-    if init not in ("center", "prior"):
-        raise ParameterError("init", init, "'center' or 'prior'")
     dev = torch.device(device)
     L = len(H) - 1
     shapes = [(H[i + 1], H[i]) for i in range(L)]

@@ -85,7 +85,7 @@ SAMPLE_PARAMS: dict[str, Constraint] = {
     "rmsprop_alpha": Interval(float, 0.0, 1.0, open_high=True),
     "rmsprop_eps": _POSITIVE,
     "batch_size": Interval(int, 1),
-    "seed": Interval(int, 0),
+    "n": Interval(int, 1),
 }
 
 
@@ -420,10 +420,12 @@ def sample(
                       localization=localization))
     C, D, K, gamma = v["num_chains"], v["num_draws"], v["num_steps_bw_draws"], v["localization"]
     lrs = SAMPLE_PARAMS["lr"].bind(C).check("lr", lr)
+    nbetas = None if nbeta is None else SAMPLE_PARAMS["nbeta"].bind(C).check("nbeta", nbeta)  # default n/log n: set with n
     B = validate(SAMPLE_PARAMS, num_burnin_steps=num_burnin_steps)["num_burnin_steps"]
     if B == "auto":
         B = kernel_cls.auto_burnin(lrs, gamma, D, K)
     v.update(validate(SAMPLE_PARAMS, mala_every=mala_every, chunk_size=chunk_size, checkpoint_every=checkpoint_every))
+    v.update(validate(SAMPLE_PARAMS, **{k: x for k, x in (("batch_size", batch_size), ("n", n)) if x is not None}))
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise ParameterError("checkpoint", type(checkpoint).__name__, "None or a file path")
     validate(SAMPLE_PARAMS, divergence_radius_factor=divergence_radius_factor)
@@ -433,7 +435,7 @@ def sample(
     loss = resolve_loss(loss_fn)
     layout = select_parameters(model, params)
     settings = Settings(
-        sampler=sampler, lrs=lrs, gamma=gamma, nbeta=nbeta, C=C, D=D, B=B, K=K, batch_size=batch_size, n=n,
+        sampler=sampler, lrs=lrs, gamma=gamma, nbetas=nbetas, C=C, D=D, B=B, K=K, batch_size=v.get("batch_size"), n=v.get("n"),
         center=center, init=init, precondition=precondition, rmsprop_alpha=rmsprop_alpha, rmsprop_eps=rmsprop_eps,
         loss_eval=loss_eval, init_loss_batches=init_loss_batches, observable=observable, probe=probe,
         record_params=record_params, mala_every=v["mala_every"], check_stability=check_stability,

@@ -37,7 +37,7 @@ class Settings:
     sampler: str
     lrs: list
     gamma: float
-    nbeta: Any
+    nbetas: list | None         # one nβ per chain, or None for the default n/log n
     C: int
     D: int
     B: int
@@ -204,8 +204,6 @@ def check_scalar_loss(engine, flat0: torch.Tensor, x, y) -> None:
 def langevin_problem(model, data, loss, layout, s: Settings, dev, make_engine, in_memory_only: bool) -> Problem:
     """Device placement, data source, n, nβ, centre, initial states and the initial loss L_n(w*) of a
     gradient-based run."""
-    from ...core.validation import Interval, PerChain, validate
-
     if next(model.parameters()).device != dev:
         model.to(dev)
         layout.frozen = {k: v.to(dev) for k, v in layout.frozen.items()}
@@ -217,17 +215,15 @@ def langevin_problem(model, data, loss, layout, s: Settings, dev, make_engine, i
         nn_ = int(x.shape[0])
         if s.n is not None and int(s.n) != nn_:
             raise ParameterError("n", s.n, f"omitted or equal to the number of samples ({nn_}) for in-memory data")
-        bs = min(nn_, 512) if s.batch_size is None else validate({"batch_size": Interval(int, 1)}, batch_size=s.batch_size)["batch_size"]
+        bs = min(nn_, 512) if s.batch_size is None else s.batch_size
         src = InMemoryData(x, y, bs, C, dev, gen)
     else:
-        if s.n is not None:
-            validate({"n": Interval(int, 1)}, n=s.n)
         src = LoaderData(loader, dev, s.n)
         if in_memory_only:
             raise ParameterError("data", "a DataLoader",
                                  f"in-memory tensors when sampler={s.sampler!r} (it needs the exact full-data loss)")
     n = src.n
-    nbetas = [default_nbeta(n)] * C if s.nbeta is None else PerChain(Interval(float, 0.0, open_low=True), C).check("nbeta", s.nbeta)
+    nbetas = [default_nbeta(n)] * C if s.nbetas is None else s.nbetas
     flat_star = layout.flatten(dict(model.named_parameters())).to(dev)
     dtype = flat_star.dtype
     P = layout.P

@@ -76,10 +76,8 @@ class Gibbs(Kernel):
         if y is None or x.dim() != 2 or y.dim() != 2 or x.shape[1] != H[0] or y.shape[1] != H[-1]:
             raise ParameterError("data", f"x {tuple(x.shape)}, y {None if y is None else tuple(y.shape)}",
                                  f"x of shape (n, {H[0]}) and y of shape (n, {H[-1]}) with sampler='gibbs'")
-        from ...core.validation import Interval, PerChain
-
         n, C = int(x.shape[0]), s.C
-        nbetas = [default_nbeta(n)] * C if s.nbeta is None else PerChain(Interval(float, 0.0, open_low=True), C).check("nbeta", s.nbeta)
+        nbetas = [default_nbeta(n)] * C if s.nbetas is None else s.nbetas
         dt = torch.float64
         xd, yd = x.to(dev, dt), y.to(dev, dt)
         Sig, Syx, syy = xd.T @ xd / n, yd.T @ xd / n, float((yd * yd).sum()) / n
