@@ -65,8 +65,12 @@ def bytes_to_array(b: bytes) -> np.ndarray:
 
 
 def resolve_store_path(path: str | os.PathLike) -> Path:
-    """The store file for a path that is the store itself or the output folder holding it."""
+    """The store file for a path that is the store itself, the output folder holding it, or the
+    study file (.toml/.yaml/.yml) whose output folder holds it."""
     p = Path(path)
+    if p.suffix.lower() in (".toml", ".yaml", ".yml") and p.is_file():
+        from .studyfile import load_study_file
+        p = load_study_file(p).output_dir()
     if p.is_dir():
         return p / STORE_NAME
     return p
