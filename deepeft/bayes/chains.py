@@ -29,7 +29,6 @@ class DivergenceWarning(AccuracyWarning):
     """One or more chains diverged and were stopped; estimates use the remaining chains."""
 
 
-
 # ------------------------------------------------------------------------------ parameter layout
 @dataclass
 class ParamLayout:
@@ -165,7 +164,6 @@ class SampleResult:
             self.layout.load_into(m, self.final_flat[c].to(next(m.parameters()).device))
             out.append(m)
         return out
-
 
 
 def default_nbeta(n: int) -> float:

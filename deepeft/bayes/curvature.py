@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 
-
 def top_hessian_eigenvalue(engine, flat0: torch.Tensor, x, y, iters: int = 40, seed: int = 0,
                            rtol: float = 1e-3) -> float:
     """|largest| Hessian eigenvalue of the loss at ``flat0`` by the Lanczos method with full

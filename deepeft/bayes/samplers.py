@@ -312,7 +312,6 @@ class _Engine:
         return tot / n
 
 
-
 def top_curvature(model: nn.Module, data: Any, loss_fn: Any, *, params: Any = None, seed: int = 0,
                   localization: float = 0.0, num_points: int = 0) -> float:
     """Top Hessian eigenvalue of L_n (on the first ≤ 2048 samples, as the sampler's stability check) at
@@ -335,7 +334,6 @@ def top_curvature(model: nn.Module, data: Any, loss_fn: Any, *, params: Any = No
             w = flat0 + torch.randn(flat0.shape, generator=gen, device=dev, dtype=flat0.dtype) / math.sqrt(localization)
             h = max(h, top_hessian_eigenvalue(engine, w, xs, ys, seed=seed))
     return h
-
 
 
 def sample(
