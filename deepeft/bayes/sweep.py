@@ -5,22 +5,11 @@ This module is the engine side: :func:`plan_llc_sweep` prepares the sweep folder
 (:func:`deepeft.studies.runner.dispatch`) computes and stores them — :func:`deepeft.studies.llc_sweep.llc_sweep`
 puts the two together (also importable as ``deepeft.bayes.llc_sweep``).
 
-``llc_sweep(models, data, loss, out="llc-sweep", lr=…, …)`` estimates the local learning
-coefficient of every model with the same sampler settings and writes each result, when it is
-finished, as one point of the SQLite store in ``out`` (:mod:`deepeft.studies.store`; read it back
-with :func:`deepeft.studies.load_study` or :func:`load_llc_sweep`).  The sweep folder is
-self-contained: models and data given as Python objects are saved into it first.
-
-* **Resume.**  A point's key is the sha256 of its configuration (model and data digests, loss,
-  sampler settings) and the result version of the code behind it (package version and a digest of
-  deepeft.core and deepeft.bayes); a rerun skips every finished point.  In-process
-  runs also give each point a sampler checkpoint (``out/checkpoints``), so an interrupted point resumes
-  at the step it reached (:mod:`deepeft.bayes.checkpoint`).
-* **Scale-out.**  ``workers=k`` runs the points on a local Dask cluster of k processes and
-  ``scheduler="tcp://…"`` on an existing Dask cluster (models and data are read from the sweep folder,
-  which the workers must see); results are written by this process as they arrive.
-* A point that fails (a bad checkpoint file, every chain diverged) is stored with its error and the
-  sweep goes on; a rerun retries it.  A point's sampler checkpoint is deleted once the point is stored.
+The sweep folder is self-contained: models and data given as Python objects are saved into it
+first, content-addressed.  A point's key is the sha256 of what determines its result (model and data
+digests, loss, sampler settings) and of the result version of deepeft.core + deepeft.bayes, so
+editing the sampler recomputes stored λ̂ (resume, scale-out and failures:
+:mod:`deepeft.studies.llc_sweep`).
 """
 from __future__ import annotations
 
