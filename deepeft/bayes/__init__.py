@@ -10,6 +10,7 @@ Sampling the localised tempered posterior p(w) ∝ exp(−nβ L_n(w) − γ/2 �
 - :func:`susceptibilities`           Cov(observable, nβ L_n) with error bars
 - :func:`degrade`                    SGLD-degraded copies at a target Δloss or temperature
 - :func:`llc_sweep`                  λ̂ of many models (e.g. training checkpoints) into the embedded store, resumable, on Dask
+                                     (run by the study runner: :mod:`deepeft.studies.llc_sweep`, re-exported here lazily)
 - diagnostics: :func:`rhat`, :func:`ess`, :func:`trace_drift`
 - ground truths: :func:`aoyagi_dln`, :func:`rrr_rlct`, :func:`normal_crossing_rlct`,
   :func:`quadratic_llc_expectation`, Bayesian linear regression closed forms, and
@@ -34,7 +35,7 @@ from .ground_truth import (
     rrr_rlct,
 )
 from .llc import LLCResult, estimate_llc, llc_from_samples
-from .sweep import llc_sweep, load_llc_sweep, plot_llc_sweep
+from .sweep import plot_llc_sweep
 from .samplers import (
     ConvergenceWarning,
     DivergenceWarning,
@@ -72,3 +73,13 @@ __all__ = [
     "dln_gibbs", "DLNGibbsResult",
     "StepSizeWarning", "DivergenceWarning", "ConvergenceWarning",
 ]
+
+
+def __getattr__(name):
+    # lazy re-export for users: the LLC sweep is run by the study runner (deepeft.studies), which the
+    # engine never imports itself (docs/architecture.md, "Rooms and one-way imports")
+    if name in ("llc_sweep", "load_llc_sweep"):
+        from ..studies import llc_sweep as _sweep
+
+        return getattr(_sweep, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

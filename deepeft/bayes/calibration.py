@@ -27,8 +27,8 @@ import numpy as np
 from torch import nn
 
 from ..core.errors import AccuracyWarning, ParameterError, check_int, check_positive
+from ..core.jsonutil import to_jsonable as _jsonable
 from .diagnostics import trace_drift
-from .llc import _jsonable
 from ._data import num_samples
 from .samplers import default_nbeta, sample, top_curvature
 

@@ -44,8 +44,7 @@ def tensor_digest(*tensors: torch.Tensor | None) -> str:
 def fingerprint(config: dict[str, Any], digest: str) -> str:
     """The run's identity: its settings, the digest of its starting tensors and the version of the
     sampler code (a checkpoint written by other code would not resume bit-identically)."""
-    from .._provenance import BAYES_PACKAGES, result_version
-    from ..studies.studyfile import point_key
+    from ..core.provenance import BAYES_PACKAGES, point_key, result_version
 
     return point_key({**config, "tensors": digest}, result_version(BAYES_PACKAGES))
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..core.errors import AccuracyWarning, ParameterError, check_int, check_positive
-from .llc import _jsonable
+from ..core.jsonutil import to_jsonable as _jsonable
 from .samplers import default_nbeta, sample, top_curvature
 from ._data import InMemoryData, LoaderData, num_samples, resolve_loss, split_data
 

@@ -22,19 +22,23 @@ stalls Langevin dynamics (see docs/bayes.md) but not this sampler.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..core.errors import ParameterError, check_int, check_positive
+from ..core.errors import ParameterError
+from ..core.validation import Choices, Interval, validate
 from .diagnostics import ess, rhat
 from .ground_truth import aoyagi_dln, check_dln
 
-if TYPE_CHECKING:
-    from .samplers import SampleResult
+
+_POSITIVE = Interval(float, 0.0, open_low=True)
+#: the settings of :func:`dln_gibbs` and what they may be (deepeft.core.validation)
+DLN_GIBBS_PARAMS = {"nbeta": _POSITIVE, "localization": _POSITIVE, "num_chains": Interval(int, 2),
+                    "num_sweeps": Interval(int, 2), "num_burnin_sweeps": Interval(int, 0),
+                    "init": Choices(("center", "prior"), "'center' or 'prior'")}
 
 
 @dataclass
@@ -115,7 +119,7 @@ def gibbs_sweeps(Ws: list, Wstar: list, Sig: torch.Tensor, Syx: torch.Tensor, t,
     return Ws
 
 
-def _product(Ws: list) -> torch.Tensor:
+def factor_product(Ws: list) -> torch.Tensor:
     """P = W_L ⋯ W_1 (batched over leading dimensions)."""
     P = Ws[0]
     for W in Ws[1:]:
@@ -144,15 +148,12 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
     shows a progress bar over sweeps.
     """
     H, r = check_dln(widths, rank)
-    t = check_positive("nbeta", nbeta)
-    gamma = check_positive("localization", localization)
-    C = check_int("num_chains", num_chains, 2)
-    S = check_int("num_sweeps", num_sweeps, 2)
-    Bn = S // 4 if num_burnin_sweeps is None else check_int("num_burnin_sweeps", num_burnin_sweeps, 0)
+    v = validate(DLN_GIBBS_PARAMS, nbeta=nbeta, localization=localization, num_chains=num_chains,
+                 num_sweeps=num_sweeps, init=init)
+    t, gamma, C, S = v["nbeta"], v["localization"], v["num_chains"], v["num_sweeps"]
+    Bn = S // 4 if num_burnin_sweeps is None else validate(DLN_GIBBS_PARAMS, num_burnin_sweeps=num_burnin_sweeps)["num_burnin_sweeps"]
     if Bn > S - 2:
         raise ParameterError("num_burnin_sweeps", Bn, f"0 … num_sweeps − 2 = {S - 2}")
-    if init not in ("center", "prior"):
-        raise ParameterError("init", init, "'center' or 'prior'")
     dev = torch.device(device)
     L = len(H) - 1
     shapes = [(H[i + 1], H[i]) for i in range(L)]
@@ -181,7 +182,7 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
         if float(torch.linalg.eigvalsh(Sig)[0]) < -1e-10 * float(Sig.abs().max()):
             raise ParameterError("input_cov", "has a negative eigenvalue", "a symmetric positive semi-definite matrix")
 
-    Pstar = _product(Wstar)
+    Pstar = factor_product(Wstar)
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     if init == "center":
         Ws = [W.expand(C, *W.shape).clone() for W in Wstar]
@@ -219,114 +220,3 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
         config=dict(num_chains=C, num_sweeps=S, num_burnin_sweeps=Bn, init=init, seed=int(seed), device=str(dev),
                     input_cov="identity" if input_cov is None else "given", center="rank-r factor point" if center is None else "given"))
 
-
-# ------------------------------------------------------------------ sample(..., sampler="gibbs")
-def _dln_factors_of(model) -> list | None:
-    """The bias-free ``nn.Linear`` layers of a plain ``nn.Sequential`` (a deep linear network), else None."""
-    from .samplers import _sequential_plan
-
-    plan = _sequential_plan(model)
-    if plan is None or any(kind != "linear" or bname is not None for kind, _, _, bname in plan):
-        return None
-    return [mod for _, mod, _, _ in plan]
-
-
-def gibbs_sample(*, model, data, loss, layout, nbeta, gamma, C, D, B, K, center, init, seed, dev, progress,
-                 record_params, keep_final, t_start, forbidden: dict) -> SampleResult:
-    """``sample(..., sampler='gibbs')``: exact blocked Gibbs sweeps for a deep linear network on its
-    full-data Gaussian-NLL (or MSE) posterior, packaged as a :class:`SampleResult` (one sweep = one
-    step).  The data enter through Σ = xᵀx/n, Σ_yx = yᵀx/n and tr Σ_yy, so any regression data set
-    works (noisy targets, correlated inputs); the recorded losses are exact full-data L_n."""
-    from ._data import LOSSES, split_data
-    from .samplers import SampleResult, _per_chain_positive, default_nbeta
-
-    for name, (value, allowed) in forbidden.items():
-        raise ParameterError(name, value, f"{allowed} with sampler='gibbs'")
-    layers = _dln_factors_of(model)
-    if layers is None:
-        raise ParameterError("model", type(model).__name__,
-                             "an nn.Sequential of bias-free nn.Linear layers (a deep linear network) with sampler='gibbs'")
-    names = [n for n, _ in model.named_parameters()]
-    if list(layout.names) != names:
-        raise ParameterError("params", list(layout.names), "None (every factor sampled) with sampler='gibbs'")
-    if loss is LOSSES["gaussian_nll"]:
-        kappa = 1.0
-    elif loss is LOSSES["mse"]:
-        kappa = 2.0 / layers[-1].out_features  # mean over outputs as well: (2/H_L) × the Gaussian NLL
-    else:
-        raise ParameterError("loss_fn", getattr(loss, "__name__", loss), "'gaussian_nll' or 'mse' with sampler='gibbs'")
-    if not gamma > 0:
-        raise ParameterError("localization", gamma, "> 0 with sampler='gibbs' (the conditionals need a proper prior)")
-    x, y, loader = split_data(data)
-    if loader is not None:
-        raise ParameterError("data", "a DataLoader", "in-memory tensors (x, y) with sampler='gibbs' (it uses the full-data moments)")
-    H = [layers[0].in_features] + [m.out_features for m in layers]
-    if y is None or x.dim() != 2 or y.dim() != 2 or x.shape[1] != H[0] or y.shape[1] != H[-1]:
-        raise ParameterError("data", f"x {tuple(x.shape)}, y {None if y is None else tuple(y.shape)}",
-                             f"x of shape (n, {H[0]}) and y of shape (n, {H[-1]}) with sampler='gibbs'")
-    n = int(x.shape[0])
-    nb_list = [default_nbeta(n)] * C if nbeta is None else _per_chain_positive("nbeta", nbeta, C)
-    dt = torch.float64
-    xd, yd = x.to(dev, dt), y.to(dev, dt)
-    Sig, Syx, syy = xd.T @ xd / n, yd.T @ xd / n, float((yd * yd).sum()) / n
-    Wstar = [m.weight.detach().to(dev, dt) for m in layers]
-    if isinstance(center, str) and center == "zero":
-        Wc = [torch.zeros_like(W) for W in Wstar]
-    elif center is None:
-        Wc = Wstar
-    else:
-        raise ParameterError("center", type(center).__name__, "None (w*) or 'zero' with sampler='gibbs'")
-    if init is None:
-        Ws = [W.expand(C, *W.shape).clone() for W in Wstar]
-    elif isinstance(init, str) and init == "center":
-        Ws = [W.expand(C, *W.shape).clone() for W in Wc]
-    else:
-        raise ParameterError("init", type(init).__name__, "None (w*) or 'center' with sampler='gibbs'")
-
-    def loss_of(P):  # exact full-data L_n(P) = κ(ℓ(P) + ½ tr Σ_yy)
-        return kappa * (quadratic_loss(P, Sig, Syx) + 0.5 * syy)
-
-    init_loss = float(loss_of(_product(Wstar)[None])[0])
-    total = B + 1 + (D - 1) * K  # sweeps; sweep s leaves state s + 1 and draw j is state B + 1 + jK, as in SGLD
-    draw_of_sweep = {B + j * K: j for j in range(D)}
-    step_loss, loss_tr, dist_tr = [], [], []
-    pdraws = [] if record_params else None
-    gen = torch.Generator(device=dev).manual_seed(int(seed))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=f"gibbs {C} chains", unit="sweep", leave=False)
-    step_loss.append(loss_of(_product(Ws)))  # state 0
-
-    def record(s, P):
-        if bar is not None:
-            bar.update(1)
-        Ls = loss_of(P)
-        step_loss.append(Ls)
-        if s in draw_of_sweep:
-            loss_tr.append(Ls)
-            dist_tr.append(sum(((W - Wc_i) ** 2).flatten(1).sum(1) for W, Wc_i in zip(Ws, Wc)))
-            if pdraws is not None:
-                pdraws.append(torch.cat([W.flatten(1) for W in Ws], 1))
-
-    t = torch.tensor(nb_list, dtype=dt, device=dev)
-    gibbs_sweeps(Ws, Wc, Sig, Syx, kappa * t, float(gamma), total, gen, record)
-    if bar is not None:
-        bar.close()
-    nb_uniform = all(v == nb_list[0] for v in nb_list)
-    flat = torch.cat([W.flatten(1) for W in Ws], 1)
-    return SampleResult(
-        loss_trace=torch.stack(loss_tr, 1).cpu().numpy(), step_loss=torch.stack(step_loss, 1).cpu().numpy(),
-        distance_trace=torch.stack(dist_tr, 1).cpu().numpy(), init_loss=init_loss, n=n,
-        nbeta=nb_list[0] if nb_uniform else np.asarray(nb_list), localization=float(gamma),
-        lr=np.full(C, np.nan), sampler="gibbs", loss_eval="full", num_burnin_steps=B, num_steps_bw_draws=K,
-        diverged=np.zeros(C, dtype=bool), divergence_step=np.full(C, -1, dtype=np.int64), divergence_reason=[""] * C,
-        param_draws=None if pdraws is None else torch.stack(pdraws, 1).cpu().numpy(),
-        final_flat=flat.to(next(model.parameters()).dtype).cpu() if keep_final else None, layout=layout,
-        wall_time=time.perf_counter() - t_start,
-        config=dict(sampler="gibbs", lr=None, localization=float(gamma), nbeta=nb_list[0] if nb_uniform else nb_list,
-                    n=n, num_chains=C, num_draws=D, num_burnin_steps=B, num_steps_bw_draws=K, batch_size=None,
-                    precondition=None, loss_eval="full", seed=int(seed), device=str(dev), sampled_params=list(layout.names),
-                    num_sampled=layout.P, init_loss_source="all data (exact moments)",
-                    step_unit="one Gibbs sweep (every factor redrawn from its exact conditional)"))

@@ -26,8 +26,8 @@ from torch import nn
 from torch.func import vmap
 
 from ..core.errors import ParameterError
+from ..core.jsonutil import to_jsonable as _jsonable
 from .diagnostics import ess
-from .llc import _jsonable
 from .samplers import SampleResult, sample
 from ._data import resolve_loss, split_data
 

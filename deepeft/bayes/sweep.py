@@ -1,28 +1,21 @@
-"""λ̂ across many models — training checkpoints, seeds, widths — into the embedded store.
+"""λ̂ across many models — training checkpoints, seeds, widths — as points of a study.
 
-``llc_sweep(models, data, loss, out="llc-sweep", lr=…, …)`` estimates the local learning
-coefficient of every model with the same sampler settings and writes each result, when it is
-finished, as one point of the SQLite store in ``out`` (:mod:`deepeft.studies.store`; read it back
-with :func:`deepeft.studies.load_study` or :func:`load_llc_sweep`).  The sweep folder is
-self-contained: models and data given as Python objects are saved into it first.
+This module is the engine side: :func:`plan_llc_sweep` prepares the sweep folder and the points
+(keys, configurations) and :func:`llc_point` is the point function; the study runner
+(:func:`deepeft.studies.runner.dispatch`) computes and stores them — :func:`deepeft.studies.llc_sweep.llc_sweep`
+puts the two together (also importable as ``deepeft.bayes.llc_sweep``).
 
-* **Resume.**  A point's key is the sha256 of its configuration (model and data digests, loss,
-  sampler settings) and the result version of the code behind it (package version and a digest of
-  deepeft.core and deepeft.bayes); a rerun skips every finished point.  In-process
-  runs also give each point a sampler checkpoint (``out/checkpoints``), so an interrupted point resumes
-  at the step it reached (:mod:`deepeft.bayes.checkpoint`).
-* **Scale-out.**  ``workers=k`` runs the points on a local Dask cluster of k processes and
-  ``scheduler="tcp://…"`` on an existing Dask cluster (models and data are read from the sweep folder,
-  which the workers must see); results are written by this process as they arrive.
-* A point that fails (a bad checkpoint file, every chain diverged) is stored with its error and the
-  sweep goes on; a rerun retries it.  A point's sampler checkpoint is deleted once the point is stored.
+The sweep folder is self-contained: models and data given as Python objects are saved into it
+first, content-addressed.  A point's key is the sha256 of what determines its result (model and data
+digests, loss, sampler settings) and of the result version of deepeft.core + deepeft.bayes, so
+editing the sampler recomputes stored λ̂ (resume, scale-out and failures:
+:mod:`deepeft.studies.llc_sweep`).
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,14 +24,6 @@ import torch
 from torch import nn
 
 from ..core.errors import ParameterError
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _jsonable_setting(name: str, v: Any) -> Any:
     if v is None or isinstance(v, (bool, int, float, str)):
@@ -49,7 +34,7 @@ def _jsonable_setting(name: str, v: Any) -> Any:
                          "(settings are part of each point's key)")
 
 
-def _llc_point(config: dict[str, Any], _inputs: Any = None) -> dict[str, np.ndarray]:
+def llc_point(config: dict[str, Any], _inputs: Any = None) -> dict[str, np.ndarray]:
     """Point function (runs on a Dask worker or in-process): load the model and data from the sweep
     folder and estimate λ̂ with the point's settings."""
     from .llc import estimate_llc
@@ -73,19 +58,14 @@ def _llc_point(config: dict[str, Any], _inputs: Any = None) -> dict[str, np.ndar
             "llc/rhat": np.asarray(num(d.get("rhat"))), "llc/ess": np.asarray(num(d.get("ess")))}
 
 
-def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_fn: str = "mse", *,
-              out: str | os.PathLike = "llc-sweep", labels: Sequence[str] | None = None, workers: int | None = None,
-              scheduler: str | None = None, progress: bool = True, **llc_kwargs):
-    """λ̂ of every model in ``models`` (files saved with ``torch.save(model, path)``, or modules) on
-    ``data`` (a torch.save file, or in-memory data as accepted by :func:`estimate_llc`), with the
-    same ``llc_kwargs`` (``lr``, ``localization``, ``nbeta``, ``num_chains``, ``num_draws``, …; JSON-able
-    values only).  ``loss_fn`` is a built-in loss name.  Returns a pandas DataFrame, one row per model
-    in order: ``label``, ``llc_mean``, ``llc_se``, ``llc_std``, ``rhat``, ``ess``, ``status``, ``error``.
+def plan_llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_fn: str = "mse", *,
+                   out: str | os.PathLike = "llc-sweep", labels: Sequence[str] | None = None, **llc_kwargs):
+    """Validate an LLC sweep (arguments of :func:`deepeft.studies.llc_sweep.llc_sweep`), save models
+    and data given as Python objects into the sweep folder ``out``, and return
+    ``(outdir, version, labels, planned)`` with ``planned`` = [(index, key, stored configuration,
+    configuration of :func:`llc_point`)] in the models' order.
     """
-    from .._provenance import BAYES_PACKAGES, result_version
-    from ..studies.points import execute_point
-    from ..studies.store import Store
-    from ..studies.studyfile import point_key
+    from ..core.provenance import BAYES_PACKAGES, file_sha256, point_key, result_version
     from ._data import LOSSES
 
     if not isinstance(loss_fn, str) or loss_fn not in LOSSES:
@@ -115,7 +95,7 @@ def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_f
     else:
         data_path = outdir / "data.pt"
         torch.save(data, data_path)
-    data_sha = _file_sha256(data_path)
+    data_sha = file_sha256(data_path)
 
     # models: files (digest of the bytes), or modules saved into the sweep folder under a digest of
     # their architecture and weights (content-addressed: the same module always maps to one file)
@@ -133,7 +113,7 @@ def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_f
             p = Path(m)
             if not p.exists():
                 raise ParameterError(f"models[{i}]", str(m), "an existing file saved with torch.save(model, path)")
-            dg = _file_sha256(p)
+            dg = file_sha256(p)
         else:
             raise ParameterError(f"models[{i}]", type(m).__name__, "a file path or an nn.Module")
         paths.append(p)
@@ -153,89 +133,7 @@ def llc_sweep(models: Sequence[str | os.PathLike | nn.Module], data: Any, loss_f
         runtime = {**cfg, "model_path": str(p.resolve()), "data_path": str(data_path.resolve()),
                    "checkpoint_every": ck_every}
         planned.append((i, key, cfg, runtime))
-
-    with Store(outdir) as store:
-        store.set_meta("study_name", "llc-sweep")
-        done = store.finished_keys()
-        todo, queued = [], set()
-        for t in planned:  # a model listed twice is computed once
-            if t[1] not in done and t[1] not in queued:
-                todo.append(t)
-                queued.add(t[1])
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(planned), initial=len(planned) - len(todo), unit="model", desc="llc-sweep",
-                   disable=not progress, file=sys.stderr)
-        try:
-            if workers is None and scheduler is None:
-                for i, key, cfg, runtime in todo:
-                    ck = (outdir / "checkpoints" / f"{key[:24]}.ckpt").resolve()
-                    runtime["checkpoint"] = str(ck)
-                    res = execute_point(_llc_point, runtime, None, torch.get_num_threads())
-                    _store(store, key, i, cfg, version, res)
-                    if res["status"] == "ok":  # stored: the sampler state is no longer needed
-                        ck.unlink(missing_ok=True)
-                    bar.update(1)
-            elif todo:
-                from distributed import as_completed
-
-                from ..studies.runner import _interrupts_as_keyboardinterrupt, _make_client
-
-                client, cluster, _ = _make_client(workers, scheduler, 1)
-                try:
-                    futs = {client.submit(execute_point, _llc_point, rt, None, 1, pure=False): (i, key, cfg)
-                            for i, key, cfg, rt in todo}
-                    with _interrupts_as_keyboardinterrupt() as interrupt:
-                        for fut in as_completed(list(futs)):
-                            i, key, cfg = futs[fut]
-                            _store(store, key, i, cfg, version, fut.result())
-                            bar.update(1)
-                            if interrupt["hit"]:  # raised inside a finalizer, the interrupt may be lost
-                                raise KeyboardInterrupt
-                finally:
-                    client.close()
-                    if cluster is not None:
-                        cluster.close()
-        finally:
-            bar.close()
-    df = load_llc_sweep(outdir, keys=[k for _, k, _, _ in planned])
-    df["index"] = [i for i, _, _, _ in planned]  # this call's order and labels
-    df["label"] = labels
-    return df
-
-
-def _store(store, key, i, cfg, version, res) -> None:
-    store.write_point(key, idx=i, config=cfg, version=version, arrays=res["arrays"], status=res["status"],
-                      error=res["error"], compute_s=res["compute_s"], host=res["host"])
-
-
-def load_llc_sweep(out: str | os.PathLike, keys: Sequence[str] | None = None):
-    """The stored sweep as a DataFrame (one row per model; ``keys`` selects and orders the points)."""
-    import pandas as pd
-
-    from ..studies.store import Store
-
-    rows = {}
-    with Store(out, create=False, readonly=True) as store:
-        for rec in store.records():
-            if rec["config"].get("kind") != "llc":
-                continue
-            a = rec["arrays"]
-
-            def scal(name):
-                return float(np.asarray(a[name]).reshape(-1)[0]) if name in a else float("nan")
-
-            rows[rec["key"]] = {"index": rec["config"]["index"], "label": rec["config"]["label"],
-                                "llc_mean": scal("llc/mean"), "llc_se": scal("llc/se"), "llc_std": scal("llc/std"),
-                                "rhat": scal("llc/rhat"), "ess": scal("llc/ess"), "nbeta": scal("llc/nbeta"),
-                                "init_loss": scal("llc/init_loss"), "status": rec["status"], "error": rec["error"],
-                                "compute_s": rec["compute_s"], "key": rec["key"]}
-    order = keys if keys is not None else sorted(rows, key=lambda k: rows[k]["index"])
-    missing = [k for k in order if k not in rows]
-    if missing:
-        raise ParameterError("keys", missing[0], "keys of points stored in this sweep")
-    return pd.DataFrame([dict(rows[k]) for k in order])
-
+    return outdir, version, labels, planned
 
 def plot_llc_sweep(df, path: str | os.PathLike) -> None:
     """λ̂ ± 2 SE against the models' order (e.g. training checkpoints)."""

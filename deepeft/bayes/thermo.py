@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from ..core.errors import ParameterError, check_int, check_positive
+from ..core.jsonutil import to_jsonable as _jsonable
 from .diagnostics import ess
-from .llc import _jsonable
 from .samplers import SampleResult, _Engine, default_nbeta, sample, select_parameters, top_curvature
 from ._data import InMemoryData, num_samples, resolve_loss, split_data
 

@@ -69,6 +69,19 @@ def _loss(args):
     return args.loss
 
 
+def _checked(kw: dict) -> dict:
+    """The sampler settings checked against the API's one declaration
+    (:data:`deepeft.bayes.samplers.SAMPLE_PARAMS`) before any file is loaded or anything runs."""
+    from ..bayes.samplers import SAMPLE_PARAMS
+    from ..core.validation import PerChain
+
+    for k, v in kw.items():
+        c = SAMPLE_PARAMS.get(k)
+        if c is not None and v is not None:
+            (c.inner if isinstance(c, PerChain) else c).check(k, v)
+    return kw
+
+
 def _sampler_kwargs(args) -> dict:
     kw = dict(localization=args.localization, num_chains=args.chains, num_draws=args.draws,
               num_burnin_steps=_burnin(args), num_steps_bw_draws=args.steps_bw_draws, seed=args.seed,
@@ -82,7 +95,7 @@ def _sampler_kwargs(args) -> dict:
         kw["params"] = args.params
     if args.precondition:
         kw["precondition"] = args.precondition
-    return kw
+    return _checked(kw)
 
 
 def _emit(args, payload: dict, text: str) -> None:
@@ -147,24 +160,20 @@ def _pilot_kwargs(args) -> dict:
 
 
 def _burnin(args) -> int | str:
-    if str(args.burnin).lower() == "auto":
-        return "auto"
-    try:
-        return int(args.burnin)
-    except ValueError:
-        raise ParameterError("--burnin", args.burnin, "a non-negative integer or 'auto'") from None
+    from ..bayes.samplers import SAMPLE_PARAMS
+    from ..core.validation import parse_text
 
-
-def _lr_number(args) -> float:
-    try:
-        return float(args.lr)
-    except ValueError:
-        raise ParameterError("--lr", args.lr, "a positive number or 'auto'") from None
+    return parse_text(SAMPLE_PARAMS["num_burnin_steps"], "--burnin", args.burnin, int, name="num_burnin_steps")
 
 
 def _lr_or_auto(args) -> float | None:
-    """``--lr``: a number, or None for 'auto' (the routine chooses)."""
-    return None if str(args.lr).lower() == "auto" else _lr_number(args)
+    """``--lr``: a positive number, or None for 'auto' (the routine chooses)."""
+    from ..core.validation import AnyOf, Choices, parse_text
+    from ..bayes.samplers import SAMPLE_PARAMS
+
+    lr = parse_text(AnyOf((Choices(("auto",)), SAMPLE_PARAMS["lr"].inner), "a positive number or 'auto'"), "--lr", args.lr,
+                    name="lr")
+    return None if lr == "auto" else lr
 
 
 def _temperature_kwargs(args, keep_localization: bool = False) -> tuple[dict, float | None]:
@@ -185,7 +194,7 @@ def cmd_llc(args) -> int:
     lr, cal = _resolve_lr(args, model, data, loss)
     kw = _sampler_kwargs(args)
     if args.mala_every:
-        kw["mala_every"] = args.mala_every
+        kw["mala_every"] = _checked({"mala_every": args.mala_every})["mala_every"]
     res = estimate_llc(model, data, loss, lr=lr, extrapolate_lr=args.extrapolate_lr, **kw)
     payload = res.to_dict(traces=args.traces)
     if cal is not None:
@@ -197,7 +206,8 @@ def cmd_llc(args) -> int:
 
 
 def cmd_llc_sweep(args) -> int:
-    from ..bayes import llc_sweep, plot_llc_sweep
+    from ..bayes.sweep import plot_llc_sweep
+    from ..studies.llc_sweep import llc_sweep
     from ..core.jsonutil import to_jsonable
 
     if args.sigma is not None:

@@ -84,10 +84,9 @@ def _report(args) -> int:
 
 def _show(args) -> int:
     from ..studies import load_study
-    from ..studies.results import _store_path
     from ..studies.store import Store
 
-    with Store(_store_path(args.path), create=False, readonly=True) as store:
+    with Store(args.path, create=False, readonly=True) as store:
         meta = store.meta()
         path = str(store.path)
     df = load_study(args.path, arrays=False)

@@ -64,9 +64,3 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
         raise ParameterError(name, value, f"an integer >= {minimum}")
     return int(value)
 
-
-def check_array_finite(name: str, arr: Any) -> np.ndarray:
-    a = np.asarray(arr, dtype=float)
-    if not np.all(np.isfinite(a)):
-        raise ParameterError(name, "array with NaN/inf", "finite values only")
-    return a

@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from ..core.errors import ParameterError
+from ..core.interrupts import catch_interrupts
+from ..core.provenance import point_key, result_version
 from .points import PointFn, compute_point, execute_point
 from .store import Store
-from .studyfile import Study, array_sha256, canonical_json, load_study_file, point_key
+from .studyfile import Study, array_sha256, load_study_file
 
 
 @dataclass
@@ -65,29 +62,7 @@ def plan(study: Study, version: str | None = None) -> list[tuple[int, str, dict]
     return out
 
 
-@contextmanager
-def _interrupts_as_keyboardinterrupt():
-    """SIGINT and SIGTERM raise KeyboardInterrupt *and* set ``state["hit"]``: a KeyboardInterrupt
-    raised while a finalizer runs (e.g. a Dask future's ``__del__``) is swallowed by Python
-    ("Exception ignored in …"), so the loop also checks the flag after every point."""
-    state = {"hit": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-
-    def handler(signum, frame):
-        state["hit"] = True
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield state
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
-def _make_client(workers: int | None, scheduler: str | None, threads: int):
+def make_client(workers: int | None, scheduler: str | None, threads: int):
     import dask
     from distributed import Client, LocalCluster
 
@@ -119,7 +94,6 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
         study = load_study_file(study)
     if threads < 1:
         raise ParameterError("threads", threads, "an integer >= 1")
-    from .._provenance import result_version
     __version__ = result_version()
     point_fn = point_fn or compute_point
     planned = plan(study)
@@ -144,68 +118,104 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
             summary.wall_s = time.perf_counter() - t_start
             return summary
 
-        try:
-            import torch
-            torch_threads = torch.get_num_threads()  # in-process points change it; restored below
-        except ImportError:  # pragma: no cover
-            torch, torch_threads = None, None
-        client, cluster, summary.mode = _make_client(workers, scheduler, threads)
-        summary.setup_s = time.perf_counter() - t_start
-        tpp = study.run.threads_per_point
-        pbar = None
-        futures: dict = {}
-        try:
-            from distributed import as_completed
-            from tqdm.auto import tqdm
-
-            n_slots = sum(client.nthreads().values()) or 1
-            window = max_in_flight or max(2 * n_slots, 4)
-            pbar = tqdm(total=len(planned), initial=summary.skipped, unit="pt", desc=study.name,
-                        disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-            x_f = client.scatter(x, broadcast=True)
-            queue = list(todo)
-            queue.reverse()
-
-            def submit_one():
-                i, key, cfg = queue.pop()
-                fut = client.submit(execute_point, point_fn, cfg, x_f, tpp, pure=False)
-                futures[fut] = (i, key, cfg)
-                return fut
-
-            t_loop = time.perf_counter()
-            ac = as_completed([submit_one() for _ in range(min(window, len(queue)))], with_results=True)
-            with _interrupts_as_keyboardinterrupt() as interrupt:
-                for fut, res in ac:
-                    if interrupt["hit"]:  # the KeyboardInterrupt itself may have been swallowed
-                        raise KeyboardInterrupt
-                    i, key, cfg = futures.pop(fut)
-                    if queue:
-                        ac.add(submit_one())
-                    t0 = time.perf_counter()
-                    store.write_point(key, idx=i, config=cfg, version=__version__, arrays=res["arrays"],
-                                      status=res["status"], error=res["error"], compute_s=res["compute_s"],
-                                      host=res["host"])
-                    summary.store_s += time.perf_counter() - t0
-                    summary.compute_s += res["compute_s"]
-                    summary.computed += 1
-                    if res["status"] != "ok":
-                        summary.failed += 1
-                        summary.failures.append(f"point {i}: {res['error'].splitlines()[0]}")
-                    pbar.update(1)
-                    if summary.failed:
-                        pbar.set_postfix(failed=summary.failed)
-                    if interrupt["hit"]:
-                        raise KeyboardInterrupt
-            summary.loop_s = time.perf_counter() - t_loop
-        finally:
-            if pbar is not None:
-                pbar.close()
-            if futures:
-                client.cancel(list(futures))
-            client.close()
-            if cluster is not None:
-                cluster.close()
-            if torch is not None and torch.get_num_threads() != torch_threads:
-                torch.set_num_threads(torch_threads)
+        dispatch(store, [(i, k, cfg, cfg) for i, k, cfg in todo], point_fn, x, version=__version__, summary=summary,
+                 workers=workers, scheduler=scheduler, threads=threads, threads_per_point=study.run.threads_per_point,
+                 progress=progress, desc=study.name, max_in_flight=max_in_flight, t_start=t_start)
         summary.wall_s = time.perf_counter() - t_start
         return summary
+
+
+def dispatch(store: Store, todo: list, point_fn: PointFn, inputs: Any = None, *, version: str, summary: RunSummary,
+             workers: int | None = None, scheduler: str | None = None, threads: int = 1, threads_per_point: int = 1,
+             serial: bool = False, progress: bool = True, desc: str = "", unit: str = "pt",
+             max_in_flight: int | None = None, on_stored: Callable | None = None, t_start: float | None = None) -> None:
+    """Compute the points ``todo`` — (index, key, stored configuration, configuration given to
+    ``point_fn``) — and write each to ``store`` as soon as it arrives (the one dispatch loop of
+    studies and LLC sweeps).  ``serial=True`` (with neither ``workers`` nor ``scheduler``) runs the
+    points one after another in this thread, so that a point function's own Ctrl-C handling works
+    (a sampler checkpoint); otherwise through Dask (module docstring).  ``on_stored(index, key,
+    result)`` is called after each write; ``summary`` is filled in."""
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter() if t_start is None else t_start
+    pbar = tqdm(total=summary.total, initial=summary.skipped, unit=unit, desc=desc, disable=not progress,
+                file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+    def write(i, key, cfg, res):
+        t0 = time.perf_counter()
+        store.write_point(key, idx=i, config=cfg, version=version, arrays=res["arrays"], status=res["status"],
+                          error=res["error"], compute_s=res["compute_s"], host=res["host"])
+        summary.store_s += time.perf_counter() - t0
+        summary.compute_s += res["compute_s"]
+        summary.computed += 1
+        if res["status"] != "ok":
+            summary.failed += 1
+            summary.failures.append(f"point {i}: {res['error'].splitlines()[0]}")
+            pbar.set_postfix(failed=summary.failed)
+        pbar.update(1)
+        if on_stored is not None:
+            on_stored(i, key, res)
+
+    try:
+        if serial and workers is None and scheduler is None:
+            import torch
+
+            summary.mode = "in-process (serial)"
+            summary.setup_s = time.perf_counter() - t_start
+            t_loop = time.perf_counter()
+            for i, key, cfg, run_cfg in todo:
+                write(i, key, cfg, execute_point(point_fn, run_cfg, inputs, torch.get_num_threads()))
+            summary.loop_s = time.perf_counter() - t_loop
+            return
+        _dask_loop(todo, point_fn, inputs, write, summary, workers, scheduler, threads, threads_per_point,
+                   max_in_flight, t_start)
+    finally:
+        pbar.close()
+
+
+def _dask_loop(todo, point_fn, inputs, write, summary, workers, scheduler, threads, threads_per_point,
+               max_in_flight, t_start) -> None:
+    try:
+        import torch
+        torch_threads = torch.get_num_threads()  # in-process points change it; restored below
+    except ImportError:  # pragma: no cover
+        torch, torch_threads = None, None
+    client, cluster, summary.mode = make_client(workers, scheduler, threads)
+    summary.setup_s = time.perf_counter() - t_start
+    futures: dict = {}
+    try:
+        from distributed import as_completed
+
+        n_slots = sum(client.nthreads().values()) or 1
+        window = max_in_flight or max(2 * n_slots, 4)
+        x_f = client.scatter(inputs, broadcast=True) if inputs is not None else None
+        queue = list(todo)
+        queue.reverse()
+
+        def submit_one():
+            i, key, cfg, run_cfg = queue.pop()
+            fut = client.submit(execute_point, point_fn, run_cfg, x_f, threads_per_point, pure=False)
+            futures[fut] = (i, key, cfg)
+            return fut
+
+        t_loop = time.perf_counter()
+        ac = as_completed([submit_one() for _ in range(min(window, len(queue)))], with_results=True)
+        with catch_interrupts(raise_now=True) as interrupt:
+            for fut, res in ac:
+                if interrupt["hit"]:  # the KeyboardInterrupt itself may have been swallowed
+                    raise KeyboardInterrupt
+                i, key, cfg = futures.pop(fut)
+                if queue:
+                    ac.add(submit_one())
+                write(i, key, cfg, res)
+                if interrupt["hit"]:
+                    raise KeyboardInterrupt
+        summary.loop_s = time.perf_counter() - t_loop
+    finally:
+        if futures:
+            client.cancel(list(futures))
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        if torch is not None and torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)

@@ -10,7 +10,7 @@ Layout (schema 1)::
            PRIMARY KEY (point_key, name))               lossless: dtype, shape and bits kept)
 
 ``key`` is the sha256 of the point's canonical configuration and the package version
-(:func:`deepeft.studies.studyfile.point_key`).  A point and all its arrays are written in one
+(:func:`deepeft.core.provenance.point_key`).  A point and all its arrays are written in one
 transaction, so a process killed at any moment leaves either the whole record or nothing; the
 database runs in WAL mode.  Only the process that drives a study (the Dask client) writes.
 """
@@ -65,8 +65,12 @@ def bytes_to_array(b: bytes) -> np.ndarray:
 
 
 def resolve_store_path(path: str | os.PathLike) -> Path:
-    """The store file for a path that is the store itself or the output folder holding it."""
+    """The store file for a path that is the store itself, the output folder holding it, or the
+    study file (.toml/.yaml/.yml) whose output folder holds it."""
     p = Path(path)
+    if p.suffix.lower() in (".toml", ".yaml", ".yml") and p.is_file():
+        from .studyfile import load_study_file
+        p = load_study_file(p).output_dir()
     if p.is_dir():
         return p / STORE_NAME
     return p
@@ -147,7 +151,7 @@ class Store:
                     host: str | None = None, meta: dict | None = None) -> None:
         """Write (or replace) one point and all its arrays in a single transaction."""
         blobs = [(key, name, array_to_bytes(a)) for name, a in sorted(arrays.items())]
-        from .studyfile import canonical_json
+        from ..core.provenance import canonical_json
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..core import quantities as _quantities
 from ..core.errors import ParameterError
+from ..core.provenance import canonical_json, point_key  # noqa: F401  (re-exported: the key of a study point)
 
 #: quantity names a study may ask for: every quantity of the registry (deepeft.core.quantities),
 #: including ones registered after import; old names are accepted with a DeprecationWarning
@@ -305,19 +305,6 @@ def resolve_point(p: dict[str, Any], run: RunOptions, x: np.ndarray, inputs_hash
         "device": run.device,
         "chunk_size": run.chunk_size,
     }
-
-
-def canonical_json(config: dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def point_key(config: dict[str, Any], version: str | None = None) -> str:
-    """sha256 of the canonical configuration and the result version (package version + digest of
-    the engine sources, :mod:`deepeft._provenance`): editing an engine recomputes stored points."""
-    if version is None:
-        from .._provenance import result_version
-        version = result_version()
-    return hashlib.sha256(f"deepeft {version}\n{canonical_json(config)}".encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------

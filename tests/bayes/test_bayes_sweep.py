@@ -131,7 +131,7 @@ def test_interrupted_sweep_resumes_the_point_where_it_stopped(tmp_path, monkeypa
 def test_sweep_points_depend_on_the_sampler_code():
     # stored λ̂ and sampler checkpoints carry the version of deepeft.core + deepeft.bayes, not only of the
     # theory/ensemble engine that keys study points
-    from deepeft._provenance import BAYES_PACKAGES, engine_digest, result_version
+    from deepeft.core.provenance import BAYES_PACKAGES, engine_digest, result_version
 
     assert result_version(BAYES_PACKAGES) != result_version()
     assert engine_digest(BAYES_PACKAGES) == engine_digest(("core", "bayes"))
