@@ -58,7 +58,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..core.errors import AccuracyWarning, DivergenceError, ParameterError, check_int, check_nonnegative, check_positive
-from ._data import LOSS_GRADS, InMemoryData, LoaderData, resolve_device, resolve_loss, split_data
+from ._data import LOSS_GRADS, InMemoryData, check_targets, LoaderData, resolve_device, resolve_loss, split_data
 
 
 class StepSizeWarning(AccuracyWarning):
@@ -469,8 +469,10 @@ class _Engine:
         return tot / n
 
 
-def _check_scalar_loss(engine: _Engine, flat0: torch.Tensor, x, y):
-    with torch.no_grad():
+def _check_scalar_loss(engine: _Engine, flat0: torch.Tensor, x, y, y_all=None):
+    with torch.no_grad():  # target shapes / class indices (all of y_all) against the model's outputs
+        check_targets(engine.loss_fn, functional_call(engine.model, (engine.layout.views(flat0), engine.layout.frozen), (x,)),
+                      y if y_all is None else y_all)
         out = engine.single(engine.layout.views(flat0), x, y)
     if not isinstance(out, torch.Tensor) or out.dim() != 0:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -744,7 +746,7 @@ def _sample_impl(*, model, data, loss, layout, sampler, lrs, gamma, nbeta, C, D,
 
     # validate the loss on a small batch, then the initial loss on all data
     xs, ys = src.subsample(min(64, n))
-    _check_scalar_loss(engine, flat_star, xs, ys)
+    _check_scalar_loss(engine, flat_star, xs, ys, getattr(src, "y", None))
     with torch.no_grad():
         if loader is None:
             init_loss = float(engine.full_loss(flat_star[None], src, chunk_size)[0])

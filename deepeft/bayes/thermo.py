@@ -28,7 +28,7 @@ from ..core.errors import ParameterError, check_int, check_positive
 from .diagnostics import ess
 from .llc import _jsonable
 from .samplers import SampleResult, _Engine, default_nbeta, sample, select_parameters, top_curvature
-from ._data import InMemoryData, num_samples, resolve_loss, split_data
+from ._data import LOSSES, InMemoryData, num_samples, resolve_loss, split_data
 
 
 # ----------------------------------------------------------------------------- pooled estimators
@@ -213,6 +213,15 @@ class FreeEnergyResult:
                           "expected_nll_se": self.expected_nll_se, "details": self.details})
 
 
+def _require_nll(loss_fn: Any) -> None:
+    """F_n and WBIC need L_n = the average negative log-likelihood; ``mse`` (mean over samples *and*
+    outputs, no 1/σ², no constants) is not one."""
+    if resolve_loss(loss_fn) is LOSSES["mse"]:
+        raise ParameterError("loss_fn", "mse", "a negative log-likelihood with its constants (mse is not one): "
+                             "'gaussian_nll' with the noise σ (CLI: --loss gaussian_nll --sigma S), 'cross_entropy', "
+                             "or f(output, target) -> mean NLL")
+
+
 def _prior_center(center, model, params):
     return "zero" if center is None else center
 
@@ -226,6 +235,7 @@ def wbic(model: nn.Module, data: Any, loss_fn: Any, *, prior_precision: float, p
     defaults to 0 (``'zero'``); chains start at the model's weights.  Returns the estimate with its
     Monte-Carlo standard error.
     """
+    _require_nll(loss_fn)
     n = num_samples(data, sample_kwargs.get("n"))
     nb = default_nbeta(n)
     check_positive("prior_precision", prior_precision)
@@ -295,6 +305,7 @@ def thermodynamic_integration(model: nn.Module, data: Any, loss_fn: Any, *, prio
     if loader is not None:
         raise ParameterError("data", "a DataLoader", "in-memory tensors for thermodynamic integration")
     n = int(x.shape[0])
+    _require_nll(loss_fn)
     check_positive("prior_precision", prior_precision)
     if betas is None:
         K = check_int("n_betas", n_betas, 3)

@@ -50,9 +50,24 @@ def _load_data(path: str):
     if not os.path.exists(path):
         raise ParameterError("--data", path, "an existing file saved with torch.save")
     try:
-        return torch.load(path, weights_only=False, map_location="cpu")
+        obj = torch.load(path, weights_only=False, map_location="cpu")
     except Exception as exc:
         raise ParameterError("--data", path, f"a torch.save file (load failed: {exc})") from None
+    if not isinstance(obj, (torch.Tensor, dict, tuple, list, torch.utils.data.TensorDataset)):
+        raise ParameterError("--data", f"{path} holds a {type(obj).__name__}",
+                             "torch tensors saved as a dict {'x': inputs, 'y': targets} or a tuple (x, y) "
+                             "(for numpy arrays: torch.save({'x': torch.as_tensor(x), 'y': torch.as_tensor(y)}, path))")
+    return obj
+
+
+def _writable(path: str) -> str:
+    """``--out``: checked when the arguments are parsed, before any sampling."""
+    folder = os.path.dirname(os.path.abspath(path))
+    ok = (os.access(path, os.W_OK) and not os.path.isdir(path)) if os.path.exists(path) else (
+        os.path.isdir(folder) and os.access(folder, os.W_OK))
+    if not ok:
+        raise argparse.ArgumentTypeError(f"cannot write {path!r} (no such folder, or not writable)")
+    return path
 
 
 def _loss(args):
@@ -61,8 +76,10 @@ def _loss(args):
         if not s2 > 0:
             raise ParameterError("--sigma", args.sigma, "> 0")
 
+        from ..bayes._data import match_target
+
         def nll(out, y):
-            d = (out - y).reshape(out.shape[0], -1)
+            d = (out - match_target(out, y, "gaussian_nll")).reshape(out.shape[0], -1)
             return 0.5 * (d * d).sum(1).mean() / s2 + 0.5 * d.shape[1] * math.log(2 * math.pi * s2)
 
         return nll
@@ -120,7 +137,7 @@ def _common(p: argparse.ArgumentParser, with_lr: bool = True, many_models: bool 
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--out", default=None, type=_writable, help="also write the JSON result to this file")
     p.add_argument("--no-progress", action="store_true")
 
 
