@@ -29,8 +29,8 @@ from torch import nn
 from ..core.errors import AccuracyWarning, DivergenceError, ParameterError, check_int, check_positive
 from .diagnostics import trace_drift
 from .llc import _jsonable
-from ._data import num_samples, split_data
-from .samplers import default_nbeta, sample, top_curvature
+from ._data import LoaderData, num_samples, resolve_loss, split_data
+from .samplers import _check_scalar_loss, _Engine, default_nbeta, sample, select_parameters, top_curvature
 
 
 @dataclass
@@ -78,6 +78,22 @@ NUM_CANDIDATES = 16
 MALA_PILOT_MAX_N = 50000
 
 
+def _check_inputs(model, data, loss_fn, params) -> bool:
+    """The sampler's checks of the model, data and loss (scalar, finite, target shapes), run before the
+    curvature probe; True for in-memory data."""
+    layout = select_parameters(model, params)
+    engine = _Engine(model, layout, resolve_loss(loss_fn))
+    dev = next(model.parameters()).device
+    x, y, loader = split_data(data)
+    if loader is None:
+        xs, ys = x[:64].to(dev), None if y is None else y[:64].to(dev)
+    else:
+        xs, ys = LoaderData(loader, dev).subsample(64)
+    _check_scalar_loss(engine, layout.flatten(dict(model.named_parameters())).to(dev), xs, ys,
+                       None if y is None else y.to(dev))
+    return loader is None
+
+
 def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequence[float] | None = None,
               nbeta: float | None = None, localization: float = 100.0, chains_per_lr: int = 2,
               num_steps: int = 1000, min_acceptance: float = MIN_ACCEPTANCE, max_drift_z: float = 4.0, seed: int = 0,
@@ -103,7 +119,7 @@ def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequenc
         if k in sample_kwargs:
             raise ParameterError(k, sample_kwargs[k], "not given to calibrate (it sets it)")
     n = num_samples(data, sample_kwargs.get("n"))
-    in_memory = split_data(data)[2] is None
+    in_memory = _check_inputs(model, data, loss_fn, sample_kwargs.get("params"))
     if pilot == "auto":
         pilot = "mala" if (in_memory and n <= MALA_PILOT_MAX_N and sample_kwargs.get("precondition") is None) else "sgld"
     if pilot == "mala" and not in_memory:
