@@ -84,6 +84,9 @@ class LLCResult:
             f"trace drift z = {d.get('drift_z', float('nan')):.2f}"
             + (f", MALA acceptance = {np.nanmean(d['mala_acceptance']):.3f}" if d.get("mala_acceptance") is not None else ""),
         ]
+        cal = d.get("calibration")
+        if cal:
+            lines.append(f"  lr = {cal['lr']:.3g} chosen by calibrate: {cal['reason']}")
         ex = d.get("extrapolation")
         if ex:
             lines.append(f"  step-size extrapolation: λ̂(lr = {ex['lr']:.3g}) = {ex['llc_lr']:.4g} ± {ex['llc_se_lr']:.2g}, "

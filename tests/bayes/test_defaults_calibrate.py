@@ -61,3 +61,40 @@ def test_calibrate_all_diverged_is_its_own_error():
     with pytest.raises(ParameterError, match="at least one is stable"):
         calibrate(dln([2, 1, 2]), (x, y), "gaussian_nll", nbeta=1e6, localization=1.0, lrs=[1.0, 3.0],
                   num_steps=40, pilot="sgld", seed=0)
+
+
+def test_cli_llc_with_no_options_hits_the_exact_value(tmp_path, capsys):
+    """`deepeft llc MODEL.pt --data DATA.pt` with nothing else (γ = 1, nβ = n/log n, lr auto, 8 × 1000):
+    mse on two outputs equals gaussian_nll, so the exact answer is the closed form at t = 1000/log 1000."""
+    import json
+
+    from deepeft.bayes import default_nbeta
+    from deepeft.cli import main
+
+    x, y = data()
+    mp, dp = tmp_path / "m.pt", tmp_path / "d.pt"
+    torch.save(dln([2, 1, 2]), mp)
+    torch.save({"x": x, "y": y}, dp)
+    assert main(["llc", str(mp), "--data", str(dp), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    truth = exact_212(default_nbeta(1000))
+    assert abs(r["llc_mean"] - truth) < 4 * r["llc_se"], (r["llc_mean"], r["llc_se"], truth)
+    d = r["diagnostics"]
+    assert d["rhat"] < 1.1 and not any(d["diverged"]) and "calibration" in d
+    assert r["config"]["localization"] == 1.0 and r["config"]["num_chains"] == 8 and r["config"]["num_draws"] == 1000
+
+
+def test_localization_dominated_estimate_is_warned_in_json(tmp_path, capsys):
+    import json
+
+    from deepeft.cli import main
+
+    x = whitened_inputs(200, 5)
+    mp, dp = tmp_path / "m.pt", tmp_path / "d.pt"
+    torch.save(dln([5, 4, 5]), mp)
+    torch.save({"x": x, "y": torch.zeros(200, 5, dtype=torch.float64)}, dp)
+    assert main(["llc", str(mp), "--data", str(dp), "--localization", "100", "--lr", "1e-4", "--chains", "4",
+                 "--draws", "100", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["diagnostics"]["localization_share"] > 0.9
+    assert any("localization share" in w for w in r["diagnostics"]["warnings"])
