@@ -23,6 +23,7 @@ over samples: the Gaussian NLL with σ = 1 up to a constant, so nβ is the true 
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Iterator
 
 import torch
@@ -306,6 +307,7 @@ class LoaderData:
             raise ParameterError("data", "empty DataLoader", "at least one sample")
         self.n = int(n)
         self.full_batch = False
+        warn_unseeded_shuffle(loader)
 
     def _move(self, batch):
         x, y = _unpack(batch)
@@ -354,6 +356,35 @@ class LoaderData:
         if not xs:
             raise ParameterError("data", "empty DataLoader", "at least one batch")
         return torch.cat(xs)[:m], (torch.cat(ys)[:m] if ys else None)
+
+
+def warn_unseeded_shuffle(loader) -> None:
+    """A shuffling DataLoader without its own seeded generator draws its order from torch's global RNG,
+    not from ``seed``: the same call gives a different λ̂ each time.  Said once per run."""
+    from torch.utils.data import RandomSampler
+
+    smp = getattr(loader, "sampler", None)
+    if isinstance(smp, RandomSampler) and smp.generator is None and getattr(loader, "generator", None) is None:
+        warnings.warn("the DataLoader shuffles with torch's global random state, not with seed=: runs with the same seed "
+                      "give different λ̂; pass generator=torch.Generator().manual_seed(k) to the DataLoader, or in-memory "
+                      "data (x, y), which the library shuffles from seed", ReproducibilityWarning, stacklevel=4)
+
+
+def warn_train_mode_layers(model: nn.Module) -> None:
+    """The samplers evaluate the model in eval mode (dropout off, batch-norm running statistics): say so
+    when that changes what the model computes."""
+    if not model.training:
+        return
+    kinds = sorted({type(m).__name__ for m in model.modules()
+                    if isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase))})
+    if kinds:
+        warnings.warn(f"the model is in training mode and has {', '.join(kinds)}: it is sampled in eval mode (dropout off, "
+                      "batch-norm running statistics frozen), so L_n is the eval-mode loss; call model.eval() first to "
+                      "silence this", UserWarning, stacklevel=4)
+
+
+class ReproducibilityWarning(UserWarning):
+    """Randomness outside ``seed`` (e.g. a shuffling DataLoader) makes runs with the same seed differ."""
 
 
 def model_device(model: nn.Module) -> torch.device:

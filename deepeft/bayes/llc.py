@@ -149,7 +149,10 @@ def llc_from_samples(res: SampleResult, require_rhat: bool = False) -> LLCResult
                 f"coefficient: e.g. 0.6 instead of 8 on a [5,4,5] deep linear network at γ = 100); lower localization "
                 f"(the default is {LLC_DEFAULTS['localization']:g}) or raise nbeta")
     if isinstance(diag["rhat"], float) and diag["rhat"] > 1.1:
-        msg = f"R-hat = {diag['rhat']:.3f} > 1.1: chains disagree (not mixed); lengthen burn-in/draws or calibrate lr"
+        k = res.num_steps_bw_draws
+        msg = (f"R-hat = {diag['rhat']:.3f} > 1.1 (ESS = {diag['ess']:.0f} of {C}×{D} draws): the chains disagree — each one "
+               f"moves too little between draws; raise num_steps_bw_draws (CLI --steps-bw-draws) from {k} to {5 * k} "
+               f"or num_draws (measured: R̂ 1.41 → 1.05 at ×5 on the docs/bayes.md example), or lengthen the burn-in")
         diag["warnings"].append(msg)
     if math.isfinite(se) and llc_mean < -4 * se:
         diag["warnings"].append(

@@ -58,7 +58,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..core.errors import AccuracyWarning, DivergenceError, ParameterError, check_int, check_nonnegative, check_positive
-from ._data import LOSS_GRADS, InMemoryData, check_targets, LoaderData, resolve_device, resolve_loss, split_data
+from ._data import LOSS_GRADS, InMemoryData, check_targets, warn_train_mode_layers, LoaderData, resolve_device, resolve_loss, split_data
 
 
 class StepSizeWarning(AccuracyWarning):
@@ -675,6 +675,7 @@ def sample(
                             K=K, center=center, init=init, seed=seed, dev=dev, progress=progress,
                             record_params=record_params, keep_final=keep_final, t_start=t_start, forbidden=forbidden)
     was_training = model.training
+    warn_train_mode_layers(model)  # said when eval mode changes what the model computes
     model.eval()  # dropout/batch-norm statistics must not vary between chains or steps
     try:
         return _sample_impl(**locals())

@@ -1,6 +1,7 @@
 """Issue 11 item 4 and the CLI's input errors: 1-D targets, class indices, numpy DATA.pt, unwritable --out."""
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -85,3 +86,26 @@ def test_cli_numpy_data_and_unwritable_out(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse rejects it before anything is sampled
         main(["llc", str(mp), "--data", str(dp), "--out", str(tmp_path / "no" / "such" / "r.json")])
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_unseeded_shuffled_loader_and_train_mode_layers_are_warned():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from deepeft.bayes import sample
+    from deepeft.bayes._data import ReproducibilityWarning
+
+    model, X, y = blr(n=64)
+    kw = dict(lr=1e-4, num_chains=2, num_draws=5, num_burnin_steps=0, seed=0)
+    with pytest.warns(ReproducibilityWarning, match="generator"):
+        sample(model, DataLoader(TensorDataset(X, y), batch_size=16, shuffle=True), "gaussian_nll", **kw)
+    seeded = DataLoader(TensorDataset(X, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReproducibilityWarning)
+        sample(model, seeded, "gaussian_nll", **kw)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1), nn.Linear(4, 1)).double()
+    with pytest.warns(UserWarning, match="eval mode"):
+        sample(net, (X, y), "gaussian_nll", **kw)
+    net.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        sample(net, (X, y), "gaussian_nll", **kw)
