@@ -1,3 +1,8 @@
+"""Issue 11 item 5: thermodynamic-integration rules on the EXACT integrand of a 1000-sample Bayesian linear
+regression (ground_truth.blr_expected_nll): error of Simpson in log β vs Clenshaw–Curtis in log β.
+
+    PYTHONPATH=. python3 bench/defaults/ti_quadrature.py
+"""
 import numpy as np, math
 from deepeft.bayes import blr_free_energy, blr_expected_nll
 rng = np.random.default_rng(0)
