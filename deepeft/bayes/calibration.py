@@ -29,8 +29,8 @@ from torch import nn
 from ..core.errors import AccuracyWarning, DivergenceError, ParameterError, check_int, check_positive
 from .diagnostics import trace_drift
 from .llc import _jsonable
-from ._data import LoaderData, num_samples, resolve_loss, split_data
-from .samplers import _check_scalar_loss, _Engine, default_nbeta, sample, select_parameters, top_curvature
+from ._data import num_samples, split_data
+from .samplers import default_nbeta, sample, top_curvature
 
 
 @dataclass
@@ -78,20 +78,16 @@ NUM_CANDIDATES = 16
 MALA_PILOT_MAX_N = 50000
 
 
-def _check_inputs(model, data, loss_fn, params) -> bool:
-    """The sampler's checks of the model, data and loss (scalar, finite, target shapes), run before the
-    curvature probe; True for in-memory data."""
-    layout = select_parameters(model, params)
-    engine = _Engine(model, layout, resolve_loss(loss_fn))
-    dev = next(model.parameters()).device
-    x, y, loader = split_data(data)
-    if loader is None:
-        xs, ys = x[:64].to(dev), None if y is None else y[:64].to(dev)
-    else:
-        xs, ys = LoaderData(loader, dev).subsample(64)
-    _check_scalar_loss(engine, layout.flatten(dict(model.named_parameters())).to(dev), xs, ys,
-                       None if y is None else y.to(dev))
-    return loader is None
+def _check_inputs(model, data, loss_fn, sample_kwargs) -> bool:
+    """The sampler's own checks of the model, data and loss (scalar, finite, target shapes), by a one-step
+    run before the curvature probe; True for in-memory data."""
+    kw = {k: sample_kwargs[k] for k in ("params", "n", "device", "batch_size", "chunk_size", "init_loss_batches")
+          if k in sample_kwargs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AccuracyWarning)
+        sample(model, data, loss_fn, lr=1e-12, nbeta=1.0, num_chains=1, num_draws=1, num_burnin_steps=0,
+               check_stability=False, keep_final=False, **kw)
+    return split_data(data)[2] is None
 
 
 def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequence[float] | None = None,
@@ -119,7 +115,7 @@ def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequenc
         if k in sample_kwargs:
             raise ParameterError(k, sample_kwargs[k], "not given to calibrate (it sets it)")
     n = num_samples(data, sample_kwargs.get("n"))
-    in_memory = _check_inputs(model, data, loss_fn, sample_kwargs.get("params"))
+    in_memory = _check_inputs(model, data, loss_fn, sample_kwargs)
     if pilot == "auto":
         pilot = "mala" if (in_memory and n <= MALA_PILOT_MAX_N and sample_kwargs.get("precondition") is None) else "sgld"
     if pilot == "mala" and not in_memory:

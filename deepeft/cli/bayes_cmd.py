@@ -357,7 +357,7 @@ def register(subparsers) -> None:
 
     c = bs.add_parser("calibrate", help="choose the SGLD step size from pilot runs", description=FORMATS, formatter_class=fmt)
     _common(c, with_lr=False)
-    c.add_argument("--pilot-steps", type=int, default=400)
+    c.add_argument("--pilot-steps", type=int, default=1000)
     c.set_defaults(func=cmd_calibrate)
 
     w = bs.add_parser("wbic", help="WBIC = E[n L_n] at β = 1/log n (prior N(0, I/prior_precision))",
