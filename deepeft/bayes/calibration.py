@@ -31,7 +31,7 @@ from torch import nn
 
 from ..core.errors import AccuracyWarning, DivergenceError, ParameterError, check_int, check_positive
 from .diagnostics import trace_drift
-from .llc import _jsonable
+from .llc import LLC_DEFAULTS, _jsonable
 from ._data import num_samples, split_data
 from .samplers import default_nbeta, sample, top_curvature
 
@@ -94,7 +94,7 @@ def _check_inputs(model, data, loss_fn, sample_kwargs) -> bool:
 
 
 def calibrate(model: nn.Module, data: Any, loss_fn: Any = "mse", *, lrs: Sequence[float] | None = None,
-              nbeta: float | None = None, localization: float = 100.0, chains_per_lr: int = 2,
+              nbeta: float | None = None, localization: float = LLC_DEFAULTS["localization"], chains_per_lr: int = 2,
               num_steps: int = 1000, min_acceptance: float = MIN_ACCEPTANCE, max_drift_z: float = 4.0, seed: int = 0,
               pilot: str = "auto", **sample_kwargs) -> CalibrationResult:
     """Pick ε for :func:`estimate_llc` (see module docstring).  Returns a :class:`CalibrationResult`.
