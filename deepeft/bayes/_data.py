@@ -23,6 +23,7 @@ over samples: the Gaussian NLL with σ = 1 up to a constant, so nβ is the true 
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Iterator
 
 import torch
@@ -32,22 +33,72 @@ from ..core.errors import ParameterError
 
 
 # --------------------------------------------------------------------------------------- losses
+# Target shapes (one rule for every built-in loss): regression targets must have the output's shape;
+# the one exception is a model with ONE output, whose targets may be saved 1-D — y of shape (n,)
+# against outputs (n, 1) is read as (n, 1) (broadcasting them would silently compare every output
+# with every target, n×n pairs).  Any other mismatch is a ParameterError.  Classification targets
+# are class indices of shape (n,) in [0, K) for K ≥ 2 logits (or probabilities of the output's shape).
+def match_target(out: torch.Tensor, y: Any, loss: str = "mse") -> torch.Tensor:
+    """``y`` conformed to the regression output ``out`` (see the rule above); chains may lead ``out``
+    (shared targets then have the per-chain shape)."""
+    if y is None:
+        raise ParameterError("data", "inputs only (no targets)", f"(x, y) with targets for loss '{loss}' "
+                             "(save a dict {'x': inputs, 'y': targets} or a tuple (x, y))")
+    if not isinstance(y, torch.Tensor):
+        raise ParameterError("data (targets)", type(y).__name__, "a tensor")
+    k = y.dim()
+    if k <= out.dim() and tuple(out.shape[out.dim() - k:]) == tuple(y.shape):
+        return y
+    if out.shape[-1] == 1 and k + 1 <= out.dim() and tuple(out.shape[out.dim() - k - 1:-1]) == tuple(y.shape):
+        return y.unsqueeze(-1)  # one-output regression with 1-D targets
+    raise ParameterError("data (targets)", f"shape {tuple(y.shape)} against model outputs of shape {tuple(out.shape)}",
+                         f"targets of the outputs' shape for loss '{loss}' (1-D targets only for a model with one output)")
+
+
 def _gaussian_nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    d = out - y
+    d = out - match_target(out, y, "gaussian_nll")
     if d.dim() <= 1:
         return 0.5 * (d * d).mean()
     return 0.5 * (d * d).flatten(1).sum(1).mean()
 
 
 def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.mse_loss(out, y)
+    return torch.nn.functional.mse_loss(out, match_target(out, y, "mse"))
+
+
+def _check_logits(out: torch.Tensor, y: Any) -> None:
+    if y is None:
+        match_target(out, y, "cross_entropy")
+    if out.dim() == 0 or out.shape[-1] < 2:
+        raise ParameterError("loss_fn", f"'cross_entropy' on model outputs of shape {tuple(out.shape)}",
+                             "a model with one logit per class (K >= 2 outputs); a single output makes the loss "
+                             "identically 0 (use 2 logits, or a regression loss)")
 
 
 def _xent(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    _check_logits(out, y)
     return torch.nn.functional.cross_entropy(out, y)
 
 
 LOSSES: dict[str, Callable] = {"mse": _mse, "gaussian_nll": _gaussian_nll, "cross_entropy": _xent}
+
+
+def check_targets(loss: Callable, out: torch.Tensor, y: torch.Tensor | None) -> None:
+    """Once before sampling: the built-in ``loss``'s targets against the model output ``out`` of a
+    few samples (shapes), and, for cross-entropy, every class index of ``y`` in [0, K)."""
+    if loss is _xent:
+        _check_logits(out, y)
+        if not (y.is_floating_point() or y.is_complex()):
+            if y.dim() != out.dim() - 1:
+                raise ParameterError("data (targets)", f"class indices of shape {tuple(y.shape)}",
+                                     f"one class index per sample (shape (n,)) for outputs of shape {tuple(out.shape)}")
+            K = int(out.shape[-1])
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= K:
+                raise ParameterError("data (targets)", f"class indices in [{lo}, {hi}]",
+                                     f"class indices in [0, {K - 1}] (the model has {K} logits)")
+    elif loss in (_mse, _gaussian_nll):
+        match_target(out, y[:out.shape[0]] if y is not None else None, "mse" if loss is _mse else "gaussian_nll")
 
 
 # Chains-batched values and output-gradients of the built-in losses: out (C, b, ...) per chain,
@@ -59,14 +110,14 @@ def _sq_norms(d: torch.Tensor) -> torch.Tensor:
 
 
 def _gaussian_nll_grad(out: torch.Tensor, y: torch.Tensor):
-    d = out - y
+    d = out - match_target(out, y, "gaussian_nll")
     b = out.shape[1]
     L = _sq_norms(d) * (0.5 / b)
     return L, d.mul_(1.0 / b)
 
 
 def _mse_grad(out: torch.Tensor, y: torch.Tensor):
-    d = out - y
+    d = out - match_target(out, y, "mse")
     k = d[0].numel()
     L = _sq_norms(d) * (1.0 / k)
     return L, d.mul_(2.0 / k)
@@ -256,6 +307,7 @@ class LoaderData:
             raise ParameterError("data", "empty DataLoader", "at least one sample")
         self.n = int(n)
         self.full_batch = False
+        warn_unseeded_shuffle(loader)
 
     def _move(self, batch):
         x, y = _unpack(batch)
@@ -304,6 +356,35 @@ class LoaderData:
         if not xs:
             raise ParameterError("data", "empty DataLoader", "at least one batch")
         return torch.cat(xs)[:m], (torch.cat(ys)[:m] if ys else None)
+
+
+def warn_unseeded_shuffle(loader) -> None:
+    """A shuffling DataLoader without its own seeded generator draws its order from torch's global RNG,
+    not from ``seed``: the same call gives a different λ̂ each time.  Said once per run."""
+    from torch.utils.data import RandomSampler
+
+    smp = getattr(loader, "sampler", None)
+    if isinstance(smp, RandomSampler) and smp.generator is None and getattr(loader, "generator", None) is None:
+        warnings.warn("the DataLoader shuffles with torch's global random state, not with seed=: runs with the same seed "
+                      "give different λ̂; pass generator=torch.Generator().manual_seed(k) to the DataLoader, or in-memory "
+                      "data (x, y), which the library shuffles from seed", ReproducibilityWarning, stacklevel=4)
+
+
+def warn_train_mode_layers(model: nn.Module) -> None:
+    """The samplers evaluate the model in eval mode (dropout off, batch-norm running statistics): say so
+    when that changes what the model computes."""
+    if not model.training:
+        return
+    kinds = sorted({type(m).__name__ for m in model.modules()
+                    if isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase))})
+    if kinds:
+        warnings.warn(f"the model is in training mode and has {', '.join(kinds)}: it is sampled in eval mode (dropout off, "
+                      "batch-norm running statistics frozen), so L_n is the eval-mode loss; call model.eval() first to "
+                      "silence this", UserWarning, stacklevel=4)
+
+
+class ReproducibilityWarning(UserWarning):
+    """Randomness outside ``seed`` (e.g. a shuffling DataLoader) makes runs with the same seed differ."""
 
 
 def model_device(model: nn.Module) -> torch.device:

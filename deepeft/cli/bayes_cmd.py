@@ -50,9 +50,24 @@ def _load_data(path: str):
     if not os.path.exists(path):
         raise ParameterError("--data", path, "an existing file saved with torch.save")
     try:
-        return torch.load(path, weights_only=False, map_location="cpu")
+        obj = torch.load(path, weights_only=False, map_location="cpu")
     except Exception as exc:
         raise ParameterError("--data", path, f"a torch.save file (load failed: {exc})") from None
+    if not isinstance(obj, (torch.Tensor, dict, tuple, list, torch.utils.data.TensorDataset)):
+        raise ParameterError("--data", f"{path} holds a {type(obj).__name__}",
+                             "torch tensors saved as a dict {'x': inputs, 'y': targets} or a tuple (x, y) "
+                             "(for numpy arrays: torch.save({'x': torch.as_tensor(x), 'y': torch.as_tensor(y)}, path))")
+    return obj
+
+
+def _writable(path: str) -> str:
+    """``--out``: checked when the arguments are parsed, before any sampling."""
+    folder = os.path.dirname(os.path.abspath(path))
+    ok = (os.access(path, os.W_OK) and not os.path.isdir(path)) if os.path.exists(path) else (
+        os.path.isdir(folder) and os.access(folder, os.W_OK))
+    if not ok:
+        raise argparse.ArgumentTypeError(f"cannot write {path!r} (no such folder, or not writable)")
+    return path
 
 
 def _loss(args):
@@ -61,8 +76,10 @@ def _loss(args):
         if not s2 > 0:
             raise ParameterError("--sigma", args.sigma, "> 0")
 
+        from ..bayes._data import match_target
+
         def nll(out, y):
-            d = (out - y).reshape(out.shape[0], -1)
+            d = (out - match_target(out, y, "gaussian_nll")).reshape(out.shape[0], -1)
             return 0.5 * (d * d).sum(1).mean() / s2 + 0.5 * d.shape[1] * math.log(2 * math.pi * s2)
 
         return nll
@@ -108,18 +125,21 @@ def _emit(args, payload: dict, text: str) -> None:
             json.dump(payload, fh, indent=2)
 
 
-def _common(p: argparse.ArgumentParser, with_lr: bool = True, many_models: bool = False) -> None:
+def _common(p: argparse.ArgumentParser, with_lr: bool = True, many_models: bool = False, lr_default: str = "auto") -> None:
+    from ..bayes.llc import LLC_DEFAULTS  # the measured defaults (docs/bayes.md "Defaults")
+
     p.add_argument("model", metavar="MODEL.pt", nargs="+" if many_models else None,
                    help="whole pickled nn.Module (torch.save(model, path))" + (", one or more" if many_models else ""))
     p.add_argument("--data", required=True, metavar="DATA.pt", help="dict {'x','y'} / tuple (x, y) / tensor, torch.save'd")
     p.add_argument("--loss", default="mse", choices=["mse", "gaussian_nll", "cross_entropy"])
     p.add_argument("--sigma", type=float, default=None, help="noise std for gaussian_nll (adds the NLL constants)")
     if with_lr:
-        p.add_argument("--lr", default="1e-4", help="SGLD step size ε, or 'auto' to calibrate from pilot runs")
-    p.add_argument("--localization", type=float, default=100.0, help="γ (default 100)")
+        p.add_argument("--lr", default=lr_default, help=f"SGLD step size ε, or 'auto' to calibrate from pilot runs (default {lr_default})")
+    p.add_argument("--localization", type=float, default=LLC_DEFAULTS["localization"],
+                   help=f"γ (default {LLC_DEFAULTS['localization']:g})")
     p.add_argument("--nbeta", type=float, default=None, help="nβ (default n/log n)")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--draws", type=int, default=200)
+    p.add_argument("--chains", type=int, default=LLC_DEFAULTS["num_chains"])
+    p.add_argument("--draws", type=int, default=LLC_DEFAULTS["num_draws"])
     p.add_argument("--burnin", default="auto", help="burn-in steps, or 'auto' (default): 3/(lr·γ), at most 10× the draws' span")
     p.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="save the sampler state here (every --checkpoint-every steps, on Ctrl-C, at the end); rerun to resume")
@@ -133,20 +153,8 @@ def _common(p: argparse.ArgumentParser, with_lr: bool = True, many_models: bool 
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--out", default=None, type=_writable, help="also write the JSON result to this file")
     p.add_argument("--no-progress", action="store_true")
-
-
-def _resolve_lr(args, model, data, loss):
-    lr = _lr_or_auto(args)
-    if lr is not None:
-        return lr, None
-    from ..bayes import calibrate
-
-    cal = calibrate(model, data, loss, **_pilot_kwargs(args))
-    if not args.json:
-        print(cal.summary(), file=sys.stderr)
-    return cal.lr, cal
 
 
 def _pilot_kwargs(args) -> dict:
@@ -191,14 +199,13 @@ def cmd_llc(args) -> int:
     from ..bayes import estimate_llc, plot_loss_trace
 
     model, data, loss = _load_model(args.model), _load_data(args.data), _loss(args)
-    lr, cal = _resolve_lr(args, model, data, loss)
+    lr = _lr_or_auto(args)
     kw = _sampler_kwargs(args)
     if args.mala_every:
         kw["mala_every"] = _checked({"mala_every": args.mala_every})["mala_every"]
-    res = estimate_llc(model, data, loss, lr=lr, extrapolate_lr=args.extrapolate_lr, **kw)
+    # --lr auto: estimate_llc calibrates; the table and its warnings are in the diagnostics (also in --json)
+    res = estimate_llc(model, data, loss, lr="auto" if lr is None else lr, extrapolate_lr=args.extrapolate_lr, **kw)
     payload = res.to_dict(traces=args.traces)
-    if cal is not None:
-        payload["calibration"] = cal.to_dict()
     if args.plot:
         payload["plot"] = plot_loss_trace(res.samples, args.plot, title=f"LLC {res.llc_mean:.3g} ± {res.llc_se:.2g}")
     _emit(args, payload, res.summary() + (f"\n  plot: {args.plot}" if args.plot else ""))
@@ -360,7 +367,7 @@ def register(subparsers) -> None:
 
     c = bs.add_parser("calibrate", help="choose the SGLD step size from pilot runs", description=FORMATS, formatter_class=fmt)
     _common(c, with_lr=False)
-    c.add_argument("--pilot-steps", type=int, default=400)
+    c.add_argument("--pilot-steps", type=int, default=1000)
     c.set_defaults(func=cmd_calibrate)
 
     w = bs.add_parser("wbic", help="WBIC = E[n L_n] at β = 1/log n (prior N(0, I/prior_precision))",
@@ -385,7 +392,7 @@ def register(subparsers) -> None:
     s.set_defaults(func=cmd_beta_sweep, lr="auto")
 
     q = bs.add_parser("susceptibility", help="Cov(per-sample loss, nβ L_n) on a probe set", description=FORMATS, formatter_class=fmt)
-    _common(q)
+    _common(q, lr_default="1e-4")
     q.add_argument("--probe", default=None, metavar="PROBE.pt", help="probe data (same format as DATA.pt); default: training data")
     q.set_defaults(func=cmd_susceptibility)
 
@@ -402,7 +409,7 @@ def register(subparsers) -> None:
     w = bs.add_parser("llc-sweep", help="λ̂ of many models (e.g. training checkpoints) into the embedded store; "
                                        "reruns resume; --workers/--scheduler run it on Dask",
                       description=FORMATS, formatter_class=fmt)
-    _common(w, many_models=True)
+    _common(w, many_models=True, lr_default="1e-4")
     w.add_argument("--labels", nargs="+", default=None, help="one label per model (default: file names)")
     w.add_argument("--out-dir", default="deepeft-out/llc-sweep", help="sweep folder (study.sqlite, checkpoints)")
     w.add_argument("--workers", type=int, default=None, help="local Dask processes (default: in-process)")

@@ -9,7 +9,11 @@ the project's PDLT reference §3, §5.3, §7, §8.  Definitions (at a single inp
 
 Universality classes: 'scale-invariant' (every K is a fixed point at C_b = 0, C_W = 1/A₂),
 'K*=0' (σ(0) = 0, σ'(0) ≠ 0, a₁ < 0: the kernel decays to 0 as a power law), 'half-stable'
-(K* > 0 with dχ_∥/dK ≠ 0: approached from one side only, e.g. GELU, SiLU), 'none'.
+(K* > 0 with dχ_∥/dK ≠ 0: approached from one side only, e.g. GELU, SiLU), 'K*=0 (kink)'
+(σ(0) = 0 and σ has no Taylor expansion at 0 — its one-sided derivatives differ, e.g. ELU, SELU,
+CELU: ⟨σ²⟩_K = A₂K + B K^{3/2} + O(K²) with A₂ = (σ₁₊² + σ₁₋²)/2, B = √(2/π)(σ₁₊σ₂₊ − σ₁₋σ₂₋); for
+B < 0, C_b = 0 and C_W = 1/A₂ are critical, and K^(l) → 4/(c² l²) with c = −B/A₂ — a 1/l² decay,
+faster than the smooth K*=0 class's 1/l; χ_∥ ≈ 1 − 3/l, χ_⊥ ≈ 1 − 2/l), 'none'.
 """
 from __future__ import annotations
 
@@ -84,6 +88,42 @@ def k0_coefficients(act: Activation) -> dict[str, float]:
     return out
 
 
+#: one-sided derivatives are taken by autograd at ±KINK_EPS (autograd at 0 takes one branch of a kink)
+KINK_EPS = 1e-150
+
+
+def one_sided_taylor(act: Activation, order: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(σ_p(0⁺), σ_p(0⁻)), p = 0 … order: the derivatives of σ just right and just left of 0."""
+    import torch
+
+    from ..core.activations import derivatives_torch
+
+    z = torch.tensor([KINK_EPS, -KINK_EPS], dtype=torch.float64)
+    if act.slopes is not None:
+        ds = act.derivatives(z, order)
+    else:
+        ds = derivatives_torch(act.fn, z, order)
+    d = np.array([[float(v[0]), float(v[1])] for v in ds])
+    return d[:, 0], d[:, 1]
+
+
+def kink_coefficients(act: Activation) -> dict[str, float] | None:
+    """Constants of an activation whose Taylor expansion at 0 does not exist (one-sided σ₁ or σ₂
+    differ), from ⟨σ²⟩_K = A₂K + B K^{3/2} + O(K²) for z ~ N(0, K):
+    E[z² 1{z≷0}] = K/2 and E[z³ 1{z≷0}] = ±√(2/π) K^{3/2}, so A₂ = (σ₁₊² + σ₁₋²)/2 and
+    B = √(2/π)(σ₁₊σ₂₊ − σ₁₋σ₂₋) (σ(0) = 0).  None when σ is smooth through 0 to that order."""
+    sp, sm = one_sided_taylor(act, 2)
+    if np.allclose(sp, sm, rtol=1e-7, atol=1e-10):
+        return None
+    A2 = 0.5 * (sp[1] ** 2 + sm[1] ** 2)
+    B = math.sqrt(2.0 / math.pi) * (sp[1] * sp[2] - sm[1] * sm[2])
+    out = {"sigma0": float(sp[0]), "sigma1_plus": float(sp[1]), "sigma1_minus": float(sm[1]),
+           "sigma2_plus": float(sp[2]), "sigma2_minus": float(sm[2]), "A2": float(A2), "B": float(B)}
+    if A2 > 0:
+        out["c"] = -B / A2
+    return out
+
+
 def fixed_point(activation, C_b: float, C_W: float, K0: float = 1.0, max_iter: int = 100000, tol: float = 1e-13) -> float:
     """Stable fixed point K* of K ↦ C_b + C_W⟨σ²⟩_K reached from K0 by iteration (power-law
     approach at criticality is accelerated by a root finder once bracketed)."""
@@ -123,8 +163,17 @@ def criticality(activation) -> CriticalPoint:
         c = scale_invariant_constants(act)
         return CriticalPoint(act.name, "scale-invariant", True, 0.0, 1.0 / c["A2"], None,
                              "every K is a fixed point (marginal line); χ_∥ = χ_⊥ = C_W·A₂ = 1", c)
+    kink = kink_coefficients(act)
+    if kink is not None and abs(kink["sigma0"]) < 1e-12 and kink.get("c", 0.0) > 0:
+        c = kink["c"]
+        return CriticalPoint(act.name, "K*=0 (kink)", True, 0.0, 1.0 / kink["A2"], 0.0,
+                             f"K* = 0 with a kink at 0 (one-sided derivatives differ; no Taylor expansion): "
+                             f"K^(l) ≈ 4/(c²l²) = {4 / c ** 2:.6g}/l², c = {c:.6g} (faster than the smooth K*=0 class's 1/l)",
+                             kink)
     k0 = k0_coefficients(act)
-    if abs(k0["sigma0"]) < 1e-12 and abs(k0["sigma1"]) > 1e-12 and k0["a1"] < 0:
+    if kink is not None:  # the Taylor-based K*=0 constants do not exist (autograd would take one side)
+        k0 = dict(kink, sigma1=float("nan"), a1=float("nan"))
+    if kink is None and abs(k0["sigma0"]) < 1e-12 and abs(k0["sigma1"]) > 1e-12 and k0["a1"] < 0:
         cw = 1.0 / k0["sigma1"] ** 2
         return CriticalPoint(act.name, "K*=0", True, 0.0, cw, 0.0,
                              f"K* = 0 universality class: K^(l) ≈ 1/({-k0['a1']:.6g}·l)", k0)
@@ -145,7 +194,11 @@ def criticality(activation) -> CriticalPoint:
                                  f"critical at K* = {Ks:.8g} > 0; dχ_∥/dK = {dchi:.3g} ≠ 0, so the fixed point "
                                  f"attracts only from {side} (half-stable), approached as a power law", consts)
     why = []
-    if abs(k0["sigma0"]) >= 1e-12:
+    if kink is not None:
+        why.append(f"σ has a kink at 0 (σ₁ = {kink['sigma1_plus']:.4g}/{kink['sigma1_minus']:.4g}, σ₂ = "
+                   f"{kink['sigma2_plus']:.4g}/{kink['sigma2_minus']:.4g} right/left) with B = {kink['B']:.4g} ≥ 0 "
+                   "or σ(0) ≠ 0 (K = 0 does not attract)")
+    elif abs(k0["sigma0"]) >= 1e-12:
         why.append(f"σ(0) = {k0['sigma0']:.4g} ≠ 0 (no K* = 0 fixed point)")
     elif abs(k0["sigma1"]) < 1e-12:
         why.append("σ'(0) = 0 (no K* = 0 fixed point)")
@@ -253,6 +306,10 @@ def large_depth_asymptotics(activation, layers) -> dict:
                 "chi_par": 1 - 2 / l, "chi_perp": 1 - (b1 / a1) / l,
                 "constants": {"a1": a1, "b1": b1, "a2": a2, "p_perp": b1 / a1,
                               "log_coefficient": (a2 - a1**2) / a1}}
+    if cp.universality_class == "K*=0 (kink)":
+        c = cp.constants["c"]
+        return {"class": cp.universality_class, "K": 4.0 / (c * c * l * l), "chi_par": 1 - 3 / l, "chi_perp": 1 - 2 / l,
+                "constants": {"c": c, "A2": cp.constants["A2"], "B": cp.constants["B"]}}
     if cp.universality_class == "half-stable":
         d = abs(cp.constants["dchi_par_dK"])
         return {"class": cp.universality_class, "K": cp.K_star + np.sign(-cp.constants["dchi_par_dK"]) * 2 / (d * l),
@@ -274,6 +331,9 @@ def equivalence_learning_rates(activation, depth: int, lambda_b: float = 1.0, la
     if cp.universality_class == "K*=0":
         p = cp.constants["p_perp"]
         return lb * L ** (p - 1) / l**p, lw * (L / l) ** (p - 1)
+    if cp.universality_class == "K*=0 (kink)":
+        raise ParameterError("activation", cp.activation, "a scale-invariant, half-stable or smooth K*=0 activation "
+                             "(the equivalence principle is not derived for the kink class, K ~ 1/l²)")
     raise ParameterError("activation", cp.activation, "an activation with a critical point", cp.message)
 
 

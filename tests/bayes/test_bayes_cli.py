@@ -124,5 +124,5 @@ def test_degrade_with_default_step_size(saved_dln, capsys, tmp_path):
     assert r["lr"] > 0 and len(r["pilot"]["lr"]) == len(r["pilot"]["nbeta"]) and all(v > 0 for v in r["delta_loss"])
     # at γ = 100 the loss increase saturates near 0.004 on this model: an unreachable target is a clear error
     assert main(["bayes", "degrade", m, "--data", d, "--loss", "gaussian_nll", "--target-delta-loss", "0.05",
-                 "--steps", "100", "--out-dir", str(out), "--json"]) == 2
+                 "--localization", "100", "--steps", "100", "--out-dir", str(out), "--json"]) == 2
     assert "weaker localization" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]

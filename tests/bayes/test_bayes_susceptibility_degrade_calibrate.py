@@ -79,8 +79,11 @@ def test_calibration_stays_inside_stability_bound():
                     num_steps=200, seed=0)
     rows = {r["lr"]: r for r in cal.table}
     assert not rows[1e-2]["stable"] and "stability bound" in rows[1e-2]["verdict"]  # ε·a_max = 10 ≥ 4
-    assert cal.lr * a_max < 4 and rows[cal.lr]["acceptance"] >= 0.9
-    assert cal.lr == 1e-3 or cal.lr == 5e-3
+    assert cal.lr * a_max < 4 and rows[cal.lr]["acceptance"] >= 0.99
+    # exact SGLD bias of λ̂ on this quadratic (slt.md §3): +1.2 % at ε = 1e-4, +12.5 % at 1e-3 (issue 11)
+    a = t * h.numpy() + gam
+    bias = (t * h.numpy() / (a * (1 - cal.lr * a / 4))).sum() / (t * h.numpy() / a).sum() - 1
+    assert cal.lr == 1e-4 and bias < 0.05
     auto = calibrate(model, dummy_data(), mean_loss, nbeta=t, localization=gam, num_steps=200, seed=0)
     assert auto.lr * a_max < 4 and "largest" in auto.reason
     assert auto.num_burnin_steps == math.ceil(3 / (auto.lr * gam)) and "num_burnin_steps" in auto.summary()

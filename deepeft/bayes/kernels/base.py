@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from torch.func import functional_call
 
 from ...core.errors import ParameterError
-from .._data import InMemoryData, LoaderData, split_data
+from .._data import InMemoryData, LoaderData, check_targets, split_data
 from ..chains import ParamLayout, default_nbeta
 
 
@@ -191,8 +192,10 @@ class Kernel:
         return {}
 
 
-def check_scalar_loss(engine, flat0: torch.Tensor, x, y) -> None:
-    with torch.no_grad():
+def check_scalar_loss(engine, flat0: torch.Tensor, x, y, y_all=None) -> None:
+    with torch.no_grad():  # target shapes / class indices (all of y_all) against the model's outputs
+        check_targets(engine.loss_fn, functional_call(engine.model, (engine.layout.views(flat0), engine.layout.frozen), (x,)),
+                      y if y_all is None else y_all)
         out = engine.single(engine.layout.views(flat0), x, y)
     if not isinstance(out, torch.Tensor) or out.dim() != 0:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -256,7 +259,7 @@ def langevin_problem(model, data, loss, layout, s: Settings, dev, make_engine, i
 
     # validate the loss on a small batch, then the initial loss on all data
     xs, ys = src.subsample(min(64, n))
-    check_scalar_loss(engine, flat_star, xs, ys)
+    check_scalar_loss(engine, flat_star, xs, ys, getattr(src, "y", None))
     with torch.no_grad():
         if loader is None:
             init_loss = float(engine.full_loss(flat_star[None], src, s.chunk_size)[0])
