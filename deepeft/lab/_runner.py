@@ -143,7 +143,7 @@ def _html_page(problem: Problem, summary: dict, quick: bool) -> str:
             f"<h1>{e(problem.title)}</h1><p>{e(problem.description)}</p>"
             f"<p>{'quick version' if quick else 'full version'}; compute time of all parts {t:.1f} s (CPU).</p>"
             f"<h2>Findings</h2><ul>{findings}</ul><h2>Numbers</h2><table border='1'>{rows}</table>"
-            f"<h2>Figures</h2>{figs}<p>Data: NAME.json and study.sqlite in this folder.</p></body></html>")
+            f"<h2>Figures</h2>{figs}<p>Data: {e(problem.name)}.json and study.sqlite in this folder.</p></body></html>")
 
 
 def savefig(fig, folder: Path, name: str, figures: list) -> None:

@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-from ..core.errors import ParameterError, check_finite, check_int, check_positive
+from ..core.errors import ParameterError, check_int, check_positive
 from ._runner import Part, Problem, pyplot, savefig
 
 INF_WIDTH = 0  # the width value that stands for n = ∞ (the NNGP) in stored tables

@@ -61,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import ParameterError, check_finite, check_int, check_nonnegative, check_positive
+from ..core.errors import ParameterError, check_int, check_nonnegative, check_positive
 from ._runner import Part, Problem, pyplot, savefig
 
 MU0 = 1.0 / math.sqrt(2.0 * math.pi)
@@ -144,6 +144,10 @@ def conditional_risk(eigs: np.ndarray, n: int, p: int, lam: float, r2: float, si
     """Eq. (1): the risk given X, exact over the noise and the direction of β, from the p eigenvalues of
     Σ̂ = XᵀX/n (zeros included when p > n).  λ = 0: the min-norm interpolator."""
     s = np.asarray(eigs, dtype=float)
+    if s.ndim != 1 or s.size != p or not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ParameterError("eigs", "a spectrum with negative, non-finite or missing values" if s.size == p else
+                             f"{s.size} values", f"{p} finite values >= 0 (the eigenvalues of XᵀX/n)")
+    lam = check_ridge(lam)
     if lam > 0:
         return float(r2 * lam * lam * np.mean(1.0 / (s + lam) ** 2) + sigma2 / n * np.sum(s / (s + lam) ** 2))
     k = min(n, p)
@@ -287,7 +291,7 @@ def blr_free_energy_curve(p: int, ns, *, sigma: float = 0.5, prior_std: float = 
         last = n
         F[i] = _blr_mean_free_energy_gram(G, w0, sigma, prior_std)
     lam_eff = np.gradient(F, np.log(ns))
-    return {"n": ns.astype(float), "F": F, "lambda_eff": lam_eff}
+    return {"n": ns.astype(float), "F": F, "lambda_eff": lam_eff, "p": np.array(p)}
 
 
 def blr_llc_exact(X, nbeta: float, localization: float) -> float:
@@ -309,8 +313,12 @@ def blr_llc_measured(X, y, *, nbeta: float, localization: float, num_chains: int
 
     from ..bayes import ConvergenceWarning, estimate_llc
 
+    nbeta = check_positive("nbeta", nbeta)
+    localization = check_positive("localization", localization)
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float).reshape(-1)
+    if X.ndim != 2 or y.size != X.shape[0] or not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ParameterError("X, y", f"shapes {X.shape}, {y.shape}", "finite X (n, p) and y (n,)")
     n, p = X.shape
     w, *_ = np.linalg.lstsq(X, y, rcond=None)
     model = torch.nn.Linear(p, 1, bias=False).double()
@@ -484,10 +492,11 @@ def summarize(results: dict, folder: Path, quick: bool) -> dict:
             head[f"{k}: peak ψ (ReLU)"] = float(v["psi"][int(np.argmax(v["mean"][0]))])
         savefig(fig, folder, "regression_random_features.png", figs)
         findings.append("Random features: the ReLU curve and its Gaussian-equivalent linearisation are compared "
-                        "draw by draw (paired); both show the interpolation peak at N ≈ n for small ridge.")
+                        "draw by draw (paired); both peak at N ≈ n for small ridge.  Plain linear features have rank "
+                        "min(N, d) and never interpolate when d < n: the peak comes from the nonlinear part μ_*.")
     if "blr_free_energy" in results:
         v = results["blr_free_energy"]
-        p = int(round(2 * np.max(np.abs(v["lambda_eff"][-3:]))))  # only for the label
+        p = int(v["p"])
         fig, ax = plt.subplots(1, 2, figsize=(11, 4))
         ax[0].plot(v["n"], v["F"], "o-", ms=3, label="exact E[F_n − nL_n(w0)]")
         ax[0].set(xscale="log", xlabel="n", ylabel="F̄(n)", title="Bayesian linear regression free energy")
@@ -498,7 +507,10 @@ def summarize(results: dict, folder: Path, quick: bool) -> dict:
         head["BLR λ_eff at largest n"] = float(v["lambda_eff"][-1])
         head["BLR λ_eff maximum over n"] = float(v["lambda_eff"].max())
         head["BLR n at λ_eff maximum"] = float(v["n"][int(np.argmax(v["lambda_eff"]))])
-        del p
+        findings.append(f"Bayesian linear regression (d = {p}): λ_eff(n) = dF̄/d log n peaks at "
+                        f"{v['lambda_eff'].max():.3g} near n = {v['n'][int(np.argmax(v['lambda_eff']))]:.0f} ≈ d and "
+                        f"reaches {v['lambda_eff'][-1]:.4g} at n = {v['n'][-1]:.0f} (d/2 = {p / 2:g}): the regular "
+                        "asymptotic λ log n describes F only once n ≫ d.")
     if "blr_free_energy_vs_p" in results:
         t = results["blr_free_energy_vs_p"]["table"]
         head["BLR F̄/log n at fixed n, by p: (p, F̄/log n)"] = [[float(a), float(b)] for a, b in

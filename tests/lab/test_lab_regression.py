@@ -128,3 +128,13 @@ def test_bad_inputs_name_the_parameter():
         R.simulate_random_features(10, 20, [0])
     with pytest.raises(ParameterError, match="lam"):
         R.simulate_random_features(10, 20, [5], lam=0.0)
+    for bad in ([1.0, -0.5, 2.0], [1.0, np.inf, 2.0], [1.0, 2.0]):
+        with pytest.raises(ParameterError, match="eigs"):
+            R.conditional_risk(np.array(bad), 10, 3, 0.1, 1.0, 1.0)
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(ParameterError, match="nbeta"):
+        R.blr_llc_exact(X, 0.0, 1.0)
+    with pytest.raises(ParameterError, match="nbeta"):
+        R.blr_llc_measured(X, np.ones(10), nbeta=-1.0, localization=1.0)
+    with pytest.raises(ParameterError, match="localization"):
+        R.blr_llc_measured(X, np.ones(10), nbeta=10.0, localization=-1.0)
