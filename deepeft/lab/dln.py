@@ -334,7 +334,8 @@ def summarize(results: dict, folder: Path, quick: bool) -> dict:
         ax[1].legend(fontsize=6)
         savefig(fig, folder, "dln_posterior.png", figs)
         findings.append("The exact finite-width posterior predictive approaches the NNGP one as 1/n: n·(difference) "
-                        "tends to a constant (table), the cleanest 1/n effect in Bayesian learning.")
+                        "tends to a constant (table: n·Δ at n = 32 and at the largest n), the cleanest 1/n effect in "
+                        "Bayesian learning; the approach to the constant is slower the deeper the network.")
     samps = sorted((k, v) for k, v in results.items() if k.startswith("sampler_"))
     if samps:
         zs = []
@@ -354,8 +355,10 @@ def summarize(results: dict, folder: Path, quick: bool) -> dict:
         ax.set(xlabel="test point", ylabel="E[f*² | y] − exact", title="sampler vs exact finite-width posterior")
         ax.legend(fontsize=6)
         savefig(fig, folder, "dln_sampler.png", figs)
-        findings.append("deepeft's Gibbs sampler on real nn.Sequential DLNs reproduces the exact finite-width "
-                        "posterior moments; at small width the NNGP moments are many standard errors away.")
+        zn_all = [head[f"{k}: Gibbs vs NNGP 2nd moment, max |z|"] for k, _ in samps]
+        findings.append(f"deepeft's Gibbs sampler on real nn.Sequential DLNs reproduces the exact finite-width "
+                        f"posterior moments (max |z| = {max(zs):.2f} over {len(samps)} architectures); the NNGP "
+                        f"second moments are {min(zn_all):.1f}–{max(zn_all):.1f} standard errors away.")
     return {"headline": head, "findings": findings, "figures": figs}
 
 
