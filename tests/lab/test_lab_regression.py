@@ -138,3 +138,12 @@ def test_bad_inputs_name_the_parameter():
         R.blr_llc_measured(X, np.ones(10), nbeta=-1.0, localization=1.0)
     with pytest.raises(ParameterError, match="localization"):
         R.blr_llc_measured(X, np.ones(10), nbeta=10.0, localization=-1.0)
+
+
+@pytest.mark.slow
+def test_relu_random_features_match_their_gaussian_equivalent():
+    """Gaussian equivalence (Mei–Montanari §5): ReLU features vs μ₀ + μ₁ wᵀx + μ_* z, paired, |z| < 4."""
+    out = R.simulate_random_features(60, 120, [30, 114, 126, 240], lam=1e-3, kinds=("relu", "gaussian_equivalent"),
+                                     draws=12, n_test=1000, sigma2=0.25, seed=5)
+    z = out["paired_diff_mean"] / out["paired_diff_se"]
+    assert np.all(np.abs(z) < 4), z
