@@ -99,7 +99,7 @@ def test_blr_llc_measured_matches_exact(p):
     X = rng.standard_normal((n, p))
     y = X @ rng.standard_normal(p) / math.sqrt(p) + 0.5 * rng.standard_normal(n)
     ex = R.blr_llc_exact(X, 100.0, 1.0)
-    m = R.blr_llc_measured(X, y, nbeta=100.0, localization=1.0, num_chains=4, num_draws=600, seed=p)
+    m = R.blr_llc_measured(X, y, nbeta=100.0, localization=1.0, num_chains=4, num_draws=1200, seed=p)
     assert abs(m["llc_mean"] - ex) < 4 * m["llc_se"]
     if p > n:
         assert ex < n / 2 < p / 2
