@@ -6,7 +6,8 @@ deepeft's measured answers side by side (issue 15; ``docs/lab.md``).
                         write its figures (PNG), ``NAME.json`` and ``NAME.html``
 
 Problems: ``regression`` (problem 3: ridge / random features / Bayesian linear regression),
-``dln`` (problem 4: deep linear networks exact at finite width).
+``dln`` (problem 4: deep linear networks exact at finite width), ``lora`` (problem 1, partial: the
+LoRA model's λ(t) and free energy by exact Gibbs sampling, not a closed form).
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from ._runner import LabResult, Part, Problem, run
 
 
 def _registry() -> dict[str, Problem]:
-    from . import dln, regression
+    from . import dln, lora, regression
 
-    return {p.name: p for p in (regression.PROBLEM, dln.PROBLEM)}
+    return {p.name: p for p in (regression.PROBLEM, dln.PROBLEM, lora.PROBLEM)}
 
 
 def list_problems() -> list[dict]:
