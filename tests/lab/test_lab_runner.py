@@ -46,14 +46,14 @@ def test_runner_refuses_a_file_as_output_folder(tmp_path):
 
 def test_registry():
     names = [p["name"] for p in list_problems()]
-    assert names == ["regression", "dln"]
+    assert names == ["regression", "dln", "lora"]
     with pytest.raises(ParameterError, match="problem"):
         get_problem("grokking")
 
 
 def test_cli_list_and_quick_run_resumes(tmp_path, capsys):
     assert main(["lab", "list", "--json"]) == 0
-    assert {p["name"] for p in json.loads(capsys.readouterr().out)} == {"regression", "dln"}
+    assert {p["name"] for p in json.loads(capsys.readouterr().out)} == {"regression", "dln", "lora"}
     out = tmp_path / "dln"
     assert main(["lab", "run", "dln", "--quick", "--out", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
