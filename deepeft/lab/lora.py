@@ -113,16 +113,21 @@ def prior_energy(M: np.ndarray, H: int, gamma: float) -> float:
     return 0.5 * (float(np.sum(M * M)) + d_in * H * d_out / gamma ** 2)
 
 
-def free_energy_from_energy(ts: np.ndarray, EK: np.ndarray, EK_se: np.ndarray, EK0: float) -> dict:
+def free_energy_from_energy(ts: np.ndarray, EK: np.ndarray, EK_se: np.ndarray, EK0: float,
+                            K_min: float = 0.0) -> dict:
     """F(t_last) = ∫_0^{t_last} E_s[K] ds and the running F(t_j) on a log-uniform grid t_0 … t_last.
 
     [0, t_0]: trapezoid in s (E_0[K] exact, :func:`prior_energy`); above: ∫ s E_s[K] d log s, running
     values by the trapezoid rule, the end value by Simpson's rule (odd number of points).  ``se``: the
     Monte-Carlo error propagated through the Simpson weights (independent temperatures); ``quadrature_error``:
-    |I_h − I_2h|/15 from the same rule on every other point (Richardson)."""
+    |I_h − I_2h|/15 from the same rule on every other point (Richardson).  ``K_min``: t·K_min is integrated
+    exactly and only E_s[K] − K_min (whose s-weighted integrand tends to the constant λ) by quadrature —
+    on a coarse log grid the trapezoid/Simpson error of s·K_min would otherwise dominate at large t."""
     ts = np.asarray(ts, dtype=float)
     if ts.size < 5 or ts.size % 2 == 0 or not np.allclose(np.diff(np.log(ts)), math.log(ts[1] / ts[0]), rtol=1e-9):
         raise ParameterError("ts", f"{ts.size} values", "an odd number >= 5 of log-uniformly spaced t")
+    EK = np.asarray(EK, dtype=float) - K_min
+    EK0 = EK0 - K_min
     g = ts * EK
     h = math.log(ts[1] / ts[0])
 
@@ -140,7 +145,8 @@ def free_energy_from_energy(ts: np.ndarray, EK: np.ndarray, EK_se: np.ndarray, E
     wc[0] += 0.5 * ts[0]
     coarse = head + float(wc @ EK[::2])
     running = head + 0.5 * ts[0] * EK[0] + np.concatenate([[0.0], np.cumsum(0.5 * h * (g[1:] + g[:-1]))])
-    return {"F": F_end, "se": se, "quadrature_error": abs(F_end - coarse) / 15.0, "F_running": running}
+    return {"F": F_end + ts[-1] * K_min, "se": se, "quadrature_error": abs(F_end - coarse) / 15.0,
+            "F_running": running + ts * K_min}
 
 
 def slt_predictions(d_in: int, H: int, d_out: int, spectrum, ts) -> dict:
@@ -163,7 +169,7 @@ def _part_curve(cfg: dict) -> dict:
     ts = np.geomspace(cfg["t_min"], cfg["t_max"], cfg["points"])
     g = gibbs_energy(M, cfg["H"], ts, gamma=cfg["gamma"], chains=cfg["chains"], sweeps=cfg["sweeps"], seed=cfg["seed"])
     pred = slt_predictions(cfg["d_in"], cfg["H"], cfg["d_out"], s, ts)
-    fe = free_energy_from_energy(ts, g["EK"], g["EK_se"], prior_energy(M, cfg["H"], cfg["gamma"]))
+    fe = free_energy_from_energy(ts, g["EK"], g["EK_se"], prior_energy(M, cfg["H"], cfg["gamma"]), pred["K_min"])
     return {"t": ts, "EK": g["EK"], "EK_se": g["EK_se"], "F": fe["F_running"], "K_min": np.array(pred["K_min"]),
             "lambda_inf": np.array(pred["lambda_inf"]), "lambda_t": pred["lambda_t"], "rank_t": pred["rank_t"]}
 
@@ -184,7 +190,8 @@ def _part_ti_check(cfg: dict) -> dict:
                                        num_draws=cfg["draws"], num_burnin_steps=cfg["burnin"], seed=cfg["seed"])
         ts = np.geomspace(t * 1e-4, t, cfg["gibbs_points"])
         g = gibbs_energy(M, cfg["H"], ts, gamma=cfg["gamma"], chains=4, sweeps=cfg["gibbs_sweeps"], seed=cfg["seed"] + c)
-        fe = free_energy_from_energy(ts, g["EK"], g["EK_se"], prior_energy(M, cfg["H"], cfg["gamma"]))
+        fe = free_energy_from_energy(ts, g["EK"], g["EK_se"], prior_energy(M, cfg["H"], cfg["gamma"]),
+                                     0.5 * float(np.sum(s[cfg["H"]:] ** 2)))
         rows.append([t, ti.value, ti.se, ti.quadrature_error, fe["F"], fe["se"], fe["quadrature_error"]])
     return {"table": np.array(rows)}
 
@@ -217,7 +224,7 @@ def summarize(results: dict, folder: Path, quick: bool) -> dict:
             ax[0].errorbar(t, lam, 2 * v["t"] * v["EK_se"], fmt="o-", ms=3, color=f"C{i}", label=f"{k}: t(E_t[K] − K_min)")
             ax[0].step(t, v["lambda_t"], where="mid", color=f"C{i}", ls="--", lw=0.8, label=f"{k}: reduced-rank λ(r(t))")
             ax[1].plot(t, v["F"] - t * v["K_min"], "o-", ms=3, color=f"C{i}", label=f"{k}: F − t K_min")
-            for tt in (1e2, 1e4, 1e6):
+            for tt in (1e-1, 1.0, 1e1, 1e2, 1e4, 1e6):
                 j = int(np.argmin(np.abs(np.log(t / tt))))
                 if abs(math.log(t[j] / tt)) < 0.5:
                     head[f"{k}: λ(t = {tt:g}) measured ± SE / reduced-rank / λ_∞"] = [

@@ -75,3 +75,11 @@ def test_bad_inputs_name_the_parameter():
         Lo.power_law_spectrum(4, 0.0)
     with pytest.raises(ParameterError, match="ts"):
         Lo.free_energy_from_energy(np.geomspace(1, 10, 4), np.ones(4), np.ones(4), 1.0)
+
+
+def test_quadrature_with_a_linear_part():
+    """E_s = K_min + 1/(1 + s): F = t K_min + log(1 + t), the t K_min part integrated exactly."""
+    ts = np.geomspace(1e-4, 1e6, 31)
+    fe = Lo.free_energy_from_energy(ts, 1.7 + 1 / (1 + ts), np.zeros(31), 2.7, K_min=1.7)
+    assert fe["F"] == pytest.approx(1.7e6 + math.log(1 + 1e6), rel=1e-9)
+    assert fe["F_running"][-1] - 1.7e6 == pytest.approx(math.log(1 + 1e6), rel=1e-3)
