@@ -81,3 +81,16 @@ def test_cli_quick_regression(tmp_path, capsys):
 def test_cli_unknown_problem(capsys):
     assert main(["lab", "run", "nope", "--json"]) == 2
     assert "problem" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_cli_quick_lora(tmp_path, capsys):
+    import warnings
+
+    out = tmp_path / "lora"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # MALA's short quick chains warn about R-hat
+        assert main(["lab", "run", "lora", "--quick", "--out", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    h = res["summary"]["headline"]
+    assert h["TI vs Gibbs: max |z|"] < 4
+    assert (out / "lora.html").exists() and (out / "lora_lambda.png").exists()
