@@ -155,6 +155,11 @@ def savefig(fig, folder: Path, name: str, figures: list) -> None:
     figures.append(name)
 
 
+def start_summary():
+    """(pyplot, figure names, headline dict, findings list): what every ``summarize`` fills in."""
+    return pyplot(), [], {}, []
+
+
 def pyplot():
     import matplotlib
 

@@ -40,7 +40,7 @@ import numpy as np
 from scipy.special import gammaln, logsumexp
 
 from ..core.errors import ParameterError, check_int, check_positive
-from ._runner import Part, Problem, pyplot, savefig
+from ._runner import Part, Problem, savefig, start_summary
 
 INF_WIDTH = 0  # the width value that stands for n = ∞ (the NNGP) in stored tables
 
@@ -290,10 +290,7 @@ def parts(quick: bool) -> list[Part]:
 
 
 def summarize(results: dict, folder: Path, quick: bool) -> dict:
-    plt = pyplot()
-    figs: list[str] = []
-    head: dict = {}
-    findings: list[str] = []
+    plt, figs, head, findings = start_summary()
     if "prior" in results:
         v = results["prior"]
         t = v["table"]

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ParameterError, check_int, check_positive
-from ._runner import Part, Problem, pyplot, savefig
+from ._runner import Part, Problem, savefig, start_summary
 
 
 def check_spectrum(spectrum) -> np.ndarray:
@@ -212,10 +212,7 @@ def parts(quick: bool) -> list[Part]:
 
 
 def summarize(results: dict, folder: Path, quick: bool) -> dict:
-    plt = pyplot()
-    figs: list[str] = []
-    head: dict = {}
-    findings: list[str] = []
+    plt, figs, head, findings = start_summary()
     curves = sorted((k, v) for k, v in results.items() if k.startswith("curve_"))
     if curves:
         fig, ax = plt.subplots(1, 2, figsize=(11, 4))

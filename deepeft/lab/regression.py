@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ParameterError, check_int, check_nonnegative, check_positive
-from ._runner import Part, Problem, pyplot, savefig
+from ._runner import Part, Problem, savefig, start_summary
 
 MU0 = 1.0 / math.sqrt(2.0 * math.pi)
 MU1 = 0.5
@@ -418,10 +418,7 @@ def parts(quick: bool) -> list[Part]:
 
 
 def summarize(results: dict, folder: Path, quick: bool) -> dict:
-    plt = pyplot()
-    figs: list[str] = []
-    head: dict = {}
-    findings: list[str] = []
+    plt, figs, head, findings = start_summary()
     sims = sorted((int(k.split("_p")[-1]), v) for k, v in results.items() if k.startswith("ridge_sim_p"))
     lams = [0.0, 0.01, 0.1, 1.0]
     if sims:
