@@ -74,7 +74,7 @@ def run(problem: Problem, out: str | os.PathLike | None = None, *, quick: bool =
         progress: bool = False) -> LabResult:
     """Compute the unfinished parts of ``problem`` into ``out``/study.sqlite, then write the figures,
     ``NAME.json`` and ``NAME.html``.  Default folder: ``lab-results/NAME`` (``NAME-quick`` with ``quick``)."""
-    from .._provenance import result_version
+    from ..core.provenance import result_version
     from ..studies.store import Store
 
     folder = Path(out) if out is not None else Path("lab-results") / (problem.name + ("-quick" if quick else ""))
