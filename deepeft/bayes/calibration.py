@@ -32,7 +32,7 @@ from torch import nn
 from ..core.errors import AccuracyWarning, DivergenceError, ParameterError, check_int, check_positive
 from ..core.jsonutil import to_jsonable as _jsonable
 from .diagnostics import trace_drift
-from .llc import LLC_DEFAULTS
+from .chains import LLC_DEFAULTS
 from ._data import num_samples, split_data
 from .samplers import default_nbeta, sample, top_curvature
 

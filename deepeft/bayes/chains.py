@@ -173,3 +173,10 @@ def default_nbeta(n: int) -> float:
     return n / math.log(n)
 
 
+#: Defaults of :func:`estimate_llc` and ``deepeft llc``, chosen from measurements
+#: (bench/defaults/llc_defaults.py, docs/bayes.md "Defaults"): on a [5,4,5] deep linear network at w* = 0
+#: (λ = 8; exact finite-nβ value at γ = 1: 7.57) γ = 100 gives λ̂ = 0.59 (localisation share q = 0.94) and
+#: γ = 10 gives 5.4, γ = 1 gives 7.60 ± 0.20; 4 chains × 200 draws gave R̂ = 1.11–1.14 at every γ,
+#: 8 × 1000 gave R̂ = 1.03–1.05.  ``lr='auto'`` calibrates the step (:func:`deepeft.bayes.calibrate`).
+#: Shared by estimate_llc, calibrate and the CLI.
+LLC_DEFAULTS = {"localization": 1.0, "num_chains": 8, "num_draws": 1000}

@@ -34,6 +34,7 @@ from torch import nn
 from ..core.errors import AccuracyWarning, ParameterError, check_positive
 from ..core.jsonutil import to_jsonable as _jsonable
 from .diagnostics import ess, rhat, trace_drift
+from .chains import LLC_DEFAULTS
 from .samplers import ConvergenceWarning, SampleResult, sample
 
 
@@ -239,12 +240,6 @@ def _richardson(res: SampleResult, require_rhat: bool) -> LLCResult:
                      config=cfg, samples=res)
 
 
-#: Defaults of :func:`estimate_llc` and ``deepeft llc``, chosen from measurements
-#: (bench/defaults/llc_defaults.py, docs/bayes.md "Defaults"): on a [5,4,5] deep linear network at w* = 0
-#: (λ = 8; exact finite-nβ value at γ = 1: 7.57) γ = 100 gives λ̂ = 0.59 (localisation share q = 0.94) and
-#: γ = 10 gives 5.4, γ = 1 gives 7.60 ± 0.20; 4 chains × 200 draws gave R̂ = 1.11–1.14 at every γ,
-#: 8 × 1000 gave R̂ = 1.03–1.05.  ``lr='auto'`` calibrates the step (:func:`deepeft.bayes.calibrate`).
-LLC_DEFAULTS = {"localization": 1.0, "num_chains": 8, "num_draws": 1000}
 #: warn when the chains' mean squared distance from w* reaches this fraction of the localisation
 #: Gaussian's own (P/γ): the loss barely constrains them and λ̂ measures γ
 LOCALIZATION_SHARE_WARN = 0.9

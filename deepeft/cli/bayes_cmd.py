@@ -126,7 +126,7 @@ def _emit(args, payload: dict, text: str) -> None:
 
 
 def _common(p: argparse.ArgumentParser, with_lr: bool = True, many_models: bool = False, lr_default: str = "auto") -> None:
-    from ..bayes.llc import LLC_DEFAULTS  # the measured defaults (docs/bayes.md "Defaults")
+    from ..bayes.chains import LLC_DEFAULTS  # the measured defaults (docs/bayes.md "Defaults")
 
     p.add_argument("model", metavar="MODEL.pt", nargs="+" if many_models else None,
                    help="whole pickled nn.Module (torch.save(model, path))" + (", one or more" if many_models else ""))
