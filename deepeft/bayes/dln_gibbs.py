@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..core.progress import progress_bar
 from ..core.errors import ParameterError
 from ..core.validation import Choices, Interval, validate
 from .diagnostics import ess, rhat
@@ -135,7 +136,7 @@ def quadratic_loss(P: torch.Tensor, Sig: torch.Tensor, Syx: torch.Tensor) -> tor
 def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *, rank: int = 0,
               center: Sequence | None = None, input_cov=None, num_chains: int = 8, num_sweeps: int = 2000,
               num_burnin_sweeps: int | None = None, init: str = "center", seed: int = 0,
-              device="cpu", dtype=torch.float64, progress: bool = False) -> DLNGibbsResult:
+              device="cpu", dtype=torch.float64, progress: bool | str = "auto") -> DLNGibbsResult:
     """Exact finite-nβ λ̂ of a deep linear network by blocked Gibbs sampling (module docstring).
 
     widths: [H_0 (input), …, H_L (output)].  rank / center: the true point w* — by default the
@@ -144,8 +145,8 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
     default I, i.e. whitened inputs).  init: 'center' (chains start at w*, as the LLC samplers do)
     or 'prior' (a draw from the localisation Gaussian around w*).  The first ``num_burnin_sweeps``
     (default num_sweeps // 4) sweeps are discarded; λ̂'s standard error is sd(trace)/√ESS of the
-    pooled trace (and at least the spread of the per-chain means over √chains).  ``progress=True``
-    shows a progress bar over sweeps.
+    pooled trace (and at least the spread of the per-chain means over √chains).  ``progress``: see
+    :mod:`deepeft.core.progress`.
     """
     H, r = check_dln(widths, rank)
     v = validate(DLN_GIBBS_PARAMS, nbeta=nbeta, localization=localization, num_chains=num_chains,
@@ -190,12 +191,6 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
         Ws = [W + torch.randn((C, *W.shape), generator=gen, dtype=dtype, device=dev) / math.sqrt(gamma) for W in Wstar]
 
     kept = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=S, desc=f"Gibbs {C} chains", unit="sweep", leave=False)
-
     def record(s, P):
         if bar is not None:
             bar.update(1)
@@ -203,9 +198,8 @@ def dln_gibbs(widths: Sequence[int], nbeta: float, localization: float = 1.0, *,
             D = P - Pstar
             kept.append(0.5 * t * torch.einsum("cij,jk,cik->c", D, Sig, D))
 
-    gibbs_sweeps(Ws, Wstar, Sig, Pstar @ Sig, t, gamma, S, gen, record)
-    if bar is not None:
-        bar.close()
+    with progress_bar(S, f"Gibbs {C} chains", progress=progress, unit="sweep") as bar:
+        gibbs_sweeps(Ws, Wstar, Sig, Pstar @ Sig, t, gamma, S, gen, record)
     tr = torch.stack(kept, 1).cpu().numpy()
     per = tr.mean(1)
     e = ess(tr)

@@ -27,6 +27,7 @@ from torch.func import functional_call, vmap
 
 from ..core.errors import DivergenceError, ParameterError
 from ..core.interrupts import catch_interrupts
+from ..core.progress import progress_bar
 from ._data import InMemoryData, split_data
 from .chains import DivergenceWarning, SampleResult
 from .kernels.base import Kernel, Problem, Settings
@@ -187,12 +188,6 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
         health.load(ck_state["health"], dev)
         acc_sum, acc_cnt = ck_state["acc_sum"].to(dev), int(ck_state["acc_cnt"])
 
-    pbar = None
-    if s.progress:
-        from tqdm.auto import tqdm
-
-        pbar = tqdm(total=total, desc=f"{s.sampler} {C} chains", leave=False, initial=s0)
-
     def snapshot(step: int) -> dict:
         return dict(fingerprint=ck_fp, config=ck_cfg, step=step,
                     state={f: getattr(state, f) for f in state.__dataclass_fields__},
@@ -208,7 +203,8 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
     # an interrupt is taken at the next step boundary; one that arrives while the kernel evaluates
     # the new state (which belongs to the next step) one boundary later
     pending = False
-    with interrupts as intr:
+    with interrupts as intr, progress_bar(total, f"{s.sampler} {C} chains", progress=s.progress, unit="step",
+                                          initial=s0) as pbar:
         for st in range(s0, total):
             if s.checkpoint is not None and st > s0 and (pending or st % s.checkpoint_every == 0 or st == last_draw):
                 ckpt.save(s.checkpoint, snapshot(st))
@@ -256,8 +252,6 @@ def run(kernel: Kernel, s: Settings, t_start: float) -> SampleResult:
             state = kernel.evaluate(state)
             if pbar is not None:
                 pbar.update(1)
-    if pbar is not None:
-        pbar.close()
     return _result(kernel, s, state, st, step_loss, records, draw_steps, health, acc_sum, acc_cnt, curvature, t_start)
 
 

@@ -45,6 +45,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..core.errors import ParameterError
+from ..core.progress import check_progress
 from ..core.validation import AnyOf, Choices, Constraint, Interval, PerChain, validate
 from . import driver
 from ._data import LOSS_GRADS, LoaderData, resolve_device, resolve_loss, split_data, warn_train_mode_layers
@@ -369,7 +370,7 @@ def sample(
     chunk_size: int = 4096,
     seed: int = 0,
     device: Any = "cpu",
-    progress: bool = False,
+    progress: bool | str = "auto",
     keep_final: bool = True,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1000,
@@ -430,6 +431,7 @@ def sample(
     if precondition == "rmsprop":
         validate(SAMPLE_PARAMS, rmsprop_alpha=rmsprop_alpha, rmsprop_eps=rmsprop_eps)
     dev = resolve_device(device)
+    progress = check_progress(progress)
     loss = resolve_loss(loss_fn)
     layout = select_parameters(model, params)
     settings = Settings(

@@ -103,7 +103,7 @@ def _sampler_kwargs(args) -> dict:
     kw = dict(localization=args.localization, num_chains=args.chains, num_draws=args.draws,
               num_burnin_steps=_burnin(args), num_steps_bw_draws=args.steps_bw_draws, seed=args.seed,
               device=args.device, sampler=args.sampler, checkpoint=args.checkpoint,
-              checkpoint_every=args.checkpoint_every, progress=not (args.json or args.no_progress))
+              checkpoint_every=args.checkpoint_every, progress=False if (args.json or args.no_progress) else "auto")
     if args.nbeta is not None:
         kw["nbeta"] = args.nbeta
     if args.batch_size is not None:
@@ -226,7 +226,7 @@ def cmd_llc_sweep(args) -> int:
     for k in ("progress", "checkpoint", "checkpoint_every"):
         kw.pop(k, None)
     df = llc_sweep(args.model, args.data, args.loss, out=args.out_dir, labels=args.labels, workers=args.workers,
-                   scheduler=args.scheduler, progress=not (args.json or args.no_progress), lr=lr, **kw)
+                   scheduler=args.scheduler, progress=False if (args.json or args.no_progress) else "auto", lr=lr, **kw)
     payload = {"out_dir": args.out_dir, "models": to_jsonable(df.drop(columns=["key"]).to_dict(orient="records"))}
     if args.plot:
         plot_llc_sweep(df, args.plot)
@@ -338,7 +338,7 @@ def cmd_dln_gibbs(args) -> int:
     from ..bayes import dln_gibbs
 
     res = dln_gibbs(args.widths, args.nbeta, args.localization, rank=args.rank, num_chains=args.chains,
-                    num_sweeps=args.sweeps, seed=args.seed, progress=not (args.json or args.no_progress))
+                    num_sweeps=args.sweeps, seed=args.seed, progress=False if (args.json or args.no_progress) else "auto")
     payload = {"widths": res.widths, "rank": res.rank, "nbeta": res.nbeta, "localization": res.localization,
                "llc_mean": res.llc_mean, "llc_se": res.llc_se, "llc_per_chain": res.llc_per_chain.tolist(),
                "rhat": res.rhat, "ess": res.ess, "aoyagi_lambda": res.aoyagi_lambda,

@@ -35,7 +35,9 @@ def register(subparsers) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     o.add_argument("--out", default=None, help="directory for the plots (PNG) and check.json")
-    o.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    o.add_argument("--progress", action="store_true", default=None,
+                   help="always show a progress bar on stderr (default: when stderr is a terminal)")
+    o.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
     p.set_defaults(func=run)
 
 
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     quantities = ["kernel", "V_norm", "kurtosis", "histogram"] + ([] if args.no_ntk else ["Theta", "NTK_fluct"])
     th = predict(spec, x)
     ms = measure(spec, x, ensemble=args.ensemble, seed=args.seed, device=args.device, dtype=args.dtype,
-                 chunk_size=args.chunk_size, quantities=tuple(quantities), progress=args.progress)
+                 chunk_size=args.chunk_size, quantities=tuple(quantities), progress="auto" if args.progress is None else args.progress)
     cmp = compare(th, ms, COMPARED, z_threshold=args.z_threshold)
 
     doc = {

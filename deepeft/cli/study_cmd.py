@@ -51,7 +51,7 @@ def _run(args) -> int:
             print(f"{study.source}: valid; {len(points)} points → {out['output']}")
         return 0
     summary = run_study(study, args.out, workers=args.workers, scheduler=args.scheduler, threads=args.threads,
-                        progress=not args.no_progress)
+                        progress=False if args.no_progress else "auto")
     result = summary.to_dict()
     if args.report:
         from ..report.study_report import write_report

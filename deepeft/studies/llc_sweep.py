@@ -25,7 +25,7 @@ from .store import Store
 
 def llc_sweep(models: Sequence[Any], data: Any, loss_fn: str = "mse", *, out: str | os.PathLike = "llc-sweep",
               labels: Sequence[str] | None = None, workers: int | None = None, scheduler: str | None = None,
-              progress: bool = True, **llc_kwargs):
+              progress: bool | str = "auto", **llc_kwargs):
     """λ̂ of every model in ``models`` (files saved with ``torch.save(model, path)``, or modules) on
     ``data`` (a torch.save file, or in-memory data as accepted by :func:`~deepeft.bayes.estimate_llc`),
     with the same ``llc_kwargs`` (``lr``, ``localization``, ``nbeta``, ``num_chains``, ``num_draws``, …;

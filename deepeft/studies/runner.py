@@ -84,7 +84,7 @@ def make_client(workers: int | None, scheduler: str | None, threads: int):
 
 def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = None, *,
               workers: int | None = None, scheduler: str | None = None, threads: int = 1,
-              point_fn: PointFn | None = None, progress: bool = True,
+              point_fn: PointFn | None = None, progress: bool | str = "auto",
               max_in_flight: int | None = None, extra_config: dict | None = None) -> RunSummary:
     """Compute every unfinished point of ``study`` and store it in ``out`` (default: the study's
     output folder).  ``point_fn`` defaults to :func:`~deepeft.studies.points.compute_point`;
@@ -127,7 +127,7 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
 
 def dispatch(store: Store, todo: list, point_fn: PointFn, inputs: Any = None, *, version: str, summary: RunSummary,
              workers: int | None = None, scheduler: str | None = None, threads: int = 1, threads_per_point: int = 1,
-             serial: bool = False, progress: bool = True, desc: str = "", unit: str = "pt",
+             serial: bool = False, progress: bool | str = "auto", desc: str = "", unit: str = "pt",
              max_in_flight: int | None = None, on_stored: Callable | None = None, t_start: float | None = None) -> None:
     """Compute the points ``todo`` — (index, key, stored configuration, configuration given to
     ``point_fn``) — and write each to ``store`` as soon as it arrives (the one dispatch loop of
@@ -138,7 +138,8 @@ def dispatch(store: Store, todo: list, point_fn: PointFn, inputs: Any = None, *,
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter() if t_start is None else t_start
-    pbar = tqdm(total=summary.total, initial=summary.skipped, unit=unit, desc=desc, disable=not progress,
+    pbar = tqdm(total=summary.total, initial=summary.skipped, unit=unit, desc=desc,
+                disable=None if progress == "auto" else not progress,
                 file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
 
     def write(i, key, cfg, res):

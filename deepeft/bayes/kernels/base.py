@@ -61,7 +61,7 @@ class Settings:
     on_divergence: str = "warn"
     chunk_size: int = 4096
     seed: int = 0
-    progress: bool = False
+    progress: Any = "auto"  # see deepeft.core.progress
     keep_final: bool = True
     checkpoint: Any = None
     checkpoint_every: int = 1000
