@@ -9,6 +9,9 @@ to (M, N, n_out).  Every layer has
   delta = ∂L/∂out (M, N, n_out), no autograd graph; ``delta_in`` is None unless ``need_input``;
 * ``ntk_step(ps, ctx, H)``: the NTK forward equation (pdlt §5.1) through the layer, H (M, N1, N2, n, n)
   the empirical NTK of its input (None for the network input, which has no parameters below);
+* ``kernel(...)``: its infinite-width kernel and frozen NTK map (PDLT §2, §5.2), on numpy arrays or
+  tensors; the Gaussian integrals of an activation (closed forms per family) come in as ``li``
+  (:func:`deepeft.theory.layer_integrals.layer_integrals`), so this module needs no quadrature;
 * ``draw(randn)``: its trainable tensors from a stream of standard normals (``randn(shape)`` →
   (M, *shape)), in a fixed order; ``n_params``: how many parameter dicts it consumes.
 
@@ -110,6 +113,23 @@ class Dense(Layer):
         sw2 = 1.0 if self.scale_W is None else self.scale_W ** 2
         sb2 = 1.0 if self.scale_b is None else self.scale_b ** 2
         return self.rate_W * self.n_in * sw2, (self.rate_b * sb2 if self.bias else 0.0)
+
+    # -- kernels (infinite width) -------------------------------------------------------------------
+    def kernel(self, G, Gp=None, Th=None):
+        """K = C_b + C_W G and Θ = λ_b + λ_W G (+ C_W G'∘Θ_in) from the Gram G of the layer's input
+        (x·x/n_0 at the first layer, ⟨σσ⟩_K above) and, above the first layer, G' = ⟨σ'σ'⟩_K and
+        the NTK Θ_in of the preactivations below (PDLT eqs. (4.x)/(8.x) as in theory.recursion)."""
+        lw, lb = self.ntk_lambdas()
+        K = self.C_b + self.C_W * G
+        return K, (lb + lw * G if Th is None else lb + lw * G + self.C_W * Gp * Th)
+
+    def susceptibilities(self, li):
+        """(χ_∥, χ_⊥) with this layer's C_W (PDLT §3), for σ of the layer below."""
+        return self.C_W * li.dg, self.C_W * li.gp
+
+    def input_gram(self, x1, x2=None):
+        """x1·x2/n_0: the Gram of network inputs that the first layer's kernel starts from."""
+        return x1 @ (x1 if x2 is None else x2).T / self.n_in
 
     # -- forward / backward ------------------------------------------------------------------------
     def apply(self, ps, h, keep=False):
@@ -231,6 +251,20 @@ class Serial(Layer):
             grads = g + grads
         return grads, (delta if need_input else None)
 
+    @property
+    def dense(self) -> Dense:
+        """The block's Dense layer (Act ∘ Dense)."""
+        return self.layers[-1]
+
+    def kernel(self, K, Th, li):
+        """Act ∘ Dense at infinite width: K' = C_b + C_W⟨σσ⟩_K, Θ' = λ_b + λ_W⟨σσ⟩ + C_W⟨σ'σ'⟩∘Θ."""
+        return self.dense.kernel(li.G, li.Gp, Th)
+
+    def susceptibilities(self, li):
+        """(χ_∥, χ_⊥) = (C_W d⟨σ²⟩/dK, C_W⟨σ'²⟩) (PDLT §3) with this block's C_W."""
+        cw = self.dense.C_W
+        return cw * li.dg, cw * li.gp
+
     def _is_block(self) -> bool:
         return len(self.layers) == 2 and isinstance(self.layers[0], Act) and isinstance(self.layers[1], Dense)
 
@@ -282,6 +316,20 @@ class Residual(Layer):
     def backward(self, ps, ctx, delta, need_input=True):
         grads, d_in = self.branch.backward(ps, ctx, self.gamma * delta, need_input=need_input)
         return grads, (self.xi * delta + d_in if need_input else None)
+
+    @property
+    def dense(self) -> Dense:
+        return self.branch.dense if isinstance(self.branch, Serial) else self.branch
+
+    def kernel(self, K, Th, li):
+        """K' = ξ²K + γ² K_f, Θ' = ξ²Θ + γ² Θ_f (infinite width)."""
+        xi2, ga2 = self.xi ** 2, self.gamma ** 2
+        Kb, Tb = self.branch.kernel(K, Th, li)
+        return xi2 * K + ga2 * Kb, xi2 * Th + ga2 * Tb
+
+    def susceptibilities(self, li):
+        xi2, ga2, cw = self.xi ** 2, self.gamma ** 2, self.dense.C_W
+        return xi2 + ga2 * cw * li.dg, xi2 + ga2 * cw * li.gp
 
     def linearise(self, ps, ctx, ctx2=None):
         """J = ξ I + γ J_f and γ² c_f."""
