@@ -44,6 +44,17 @@ class RecursionResult:
     ntk: dict | None = None            # with ntk_stats: Theta1, A, B, D, F, each (L, N)
 
 
+def layer_kernels(layers, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(K, Θ) after each layer of any layer list (:mod:`deepeft.nets.layers`) at infinite width,
+    starting from the inputs' Gram x·x/n_0 (e.g. ``layer_kernels(spec.layers(), x)``)."""
+    K, Th = x @ x.T / x.shape[1], None
+    out = []
+    for layer in layers:
+        K, Th = layer.kernel(K, Th)
+        out.append((K, Th))
+    return out
+
+
 def first_layer_kernel(spec: MLPSpec, x: np.ndarray, blocks=None) -> tuple[np.ndarray, np.ndarray]:
     """K^(1) = C_b + C_W x·x/n_0 and Θ^(1) = λ_b + λ_W x·x/n_0 (the first block of the spec's layer list)."""
     first = (spec_layers(spec) if blocks is None else blocks)[0]

@@ -33,7 +33,6 @@ from ..core import gaussian as gi
 from ..core.spec import MLPSpec
 from ..nets.layers import Residual
 from ..nets.mlp import spec_layers
-from .layer_integrals import layer_integrals
 
 
 def residual_single_input(spec: MLPSpec, k1: float, K: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -54,9 +53,7 @@ def residual_single_input(spec: MLPSpec, k1: float, K: np.ndarray | None = None)
     if K is None:  # leading-order kernels along the depth (single-input tables, one block at a time)
         K = [k1]
         for blk in blocks[1:]:
-            km = np.array([[K[-1]]])
-            li = layer_integrals(act, km, derivatives=False, pairs=False)
-            K.append(float(blk.kernel(km, km, li)[0][0, 0]))
+            K.append(float(blk.kernel(np.array([[K[-1]]]))[0][0, 0]))
     K = np.concatenate([[0.0], np.asarray(K, dtype=float)])
     idx = np.arange(1, L + 1)
     gq = {k: gi.single(act, K[1:], *k) for k in ((2, 0, 0), (2, 0, 1), (2, 0, 2))}
