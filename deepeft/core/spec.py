@@ -175,7 +175,12 @@ class MLPSpec:
         for k in ("widths", "C_W", "C_b", "lambda_W", "lambda_b"):
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
-        return cls(**d)
+        spec = cls(**d)
+        # to_dict() writes the derived λ too: where they are the defaults, they were not given
+        derived = cls(**{k: v for k, v in d.items() if k not in ("lambda_W", "lambda_b")})
+        given = {k: (None if getattr(spec, k) == getattr(derived, k) else getattr(spec, k)) for k in ("lambda_W", "lambda_b")}
+        object.__setattr__(spec, "_given", given)
+        return spec
 
     @classmethod
     def make(cls, activation, depth: int, width: int | Sequence[int], input_dim: int, *,
