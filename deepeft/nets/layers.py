@@ -9,8 +9,8 @@ to (M, N, n_out).  Every layer has
   delta = ∂L/∂out (M, N, n_out), no autograd graph; ``delta_in`` is None unless ``need_input``;
 * ``ntk_step(ps, ctx, H)``: the NTK forward equation (pdlt §5.1) through the layer, H (M, N1, N2, n, n)
   the empirical NTK of its input (None for the network input, which has no parameters below);
-* ``kernel(...)``: its infinite-width kernel and frozen NTK map (PDLT §2, §5.2), on numpy arrays or
-  tensors; the Gaussian integrals of an activation (closed forms per family) come in as ``li``
+* ``kernel(K, Th, li=None)`` → (K', Θ'): its infinite-width kernel and frozen NTK map (PDLT §2,
+  §5.2) on numpy arrays or tensors (Th None: no parameters below); the Gaussian integrals of an activation (closed forms per family) come in as ``li``
   (:func:`deepeft.theory.layer_integrals.layer_integrals`), so this module needs no quadrature;
 * ``draw(randn)``: its trainable tensors from a stream of standard normals (``randn(shape)`` →
   (M, *shape)), in a fixed order; ``n_params``: how many parameter dicts it consumes.
