@@ -115,10 +115,14 @@ class Dense(Layer):
         return self.rate_W * self.n_in * sw2, (self.rate_b * sb2 if self.bias else 0.0)
 
     # -- kernels (infinite width) -------------------------------------------------------------------
-    def kernel(self, K, Th=None, li=None):
+    def kernel(self, K, Th=None, li=None, *, overwrite: bool = False):
         """Infinite width (PDLT §2, §5.2): from the covariance K of each input component (x·x/n_0 for
         network inputs, ⟨σσ⟩ after an activation) and its NTK Th (None: no parameters below),
-        K' = C_b + C_W K and Θ' = λ_b + λ_W K + C_W Th."""
+        K' = C_b + C_W K and Θ' = λ_b + λ_W K + C_W Th.  ``overwrite`` (a tensor K, Th None): Θ'
+        is computed in K's memory (large N: no extra N×N temporaries)."""
+        if overwrite and Th is None and isinstance(K, torch.Tensor):
+            lw, lb = self.ntk_lambdas()
+            return K.mul(self.C_W).add_(self.C_b), K.mul_(lw).add_(lb)
         return self.kernel_from(K, None, Th)
 
     def kernel_from(self, G, Gp=None, Th=None):
@@ -241,13 +245,15 @@ class Serial(Layer):
     def __init__(self, layers: Sequence[Layer]):
         self.layers = list(layers)
         self.n_params = sum(l.n_params for l in self.layers)
+        bounds, i = [], 0  # which parameter dicts each layer consumes (fixed: computed once)
+        for l in self.layers:
+            bounds.append((i, i + l.n_params))
+            i += l.n_params
+        self._bounds = bounds
+        self._lowest = next((k for k, l in enumerate(self.layers) if l.n_params), len(self.layers))
 
     def _split(self, ps):
-        out, i = [], 0
-        for l in self.layers:
-            out.append(ps[i:i + l.n_params])
-            i += l.n_params
-        return out
+        return [ps[a:b] for a, b in self._bounds]
 
     def draw(self, randn):
         return [p for l in self.layers for p in l.draw(randn)]
@@ -257,22 +263,22 @@ class Serial(Layer):
 
     def apply(self, ps, h, keep=False):
         ctxs = []
-        for l, p in zip(self.layers, self._split(ps)):
-            h, c = l.apply(p, h, keep)
+        for l, (a, b) in zip(self.layers, self._bounds):
+            h, c = l.apply(ps[a:b], h, keep)
             ctxs.append(c)
         return h, (ctxs if keep else None)
 
     def backward(self, ps, ctx, delta, need_input=True):
         """Reverse pass; below the lowest layer with parameters nothing is propagated unless asked."""
-        split = self._split(ps)
-        lowest = next((i for i, l in enumerate(self.layers) if l.n_params), len(self.layers))
-        grads: list = []
-        for i in range(len(self.layers) - 1, -1, -1):
+        lowest, bounds, layers = self._lowest, self._bounds, self.layers
+        parts: list = []
+        for i in range(len(layers) - 1, -1, -1):
             if i < lowest and not need_input:
                 break
-            g, delta = self.layers[i].backward(split[i], ctx[i], delta, need_input=need_input or i > lowest)
-            grads = g + grads
-        return grads, (delta if need_input else None)
+            a, b = bounds[i]
+            g, delta = layers[i].backward(ps[a:b], ctx[i], delta, need_input=need_input or i > lowest)
+            parts.append(g)
+        return [g for part in reversed(parts) for g in part], (delta if need_input else None)
 
     @property
     def dense(self) -> Dense:

@@ -116,14 +116,8 @@ class BatchedModule:
 
     def _params(self, pdict) -> list[dict]:
         frozen = self.layout.frozen
-        ps = []
-        for d in self._dense:
-            wname, bname = d.names
-            p = {"W": pdict[wname] if wname in pdict else frozen[wname]}
-            if bname is not None:
-                p["b"] = pdict[bname] if bname in pdict else frozen[bname]
-            ps.append(p)
-        return ps
+        return [{k: (pdict[n] if n in pdict else frozen[n]) for k, n in zip(("W", "b"), d.names) if n is not None}
+                for d in self._dense]
 
     def _fast_forward(self, pdict, x, keep: bool = False):
         """Chains-batched forward of a plain ``nn.Sequential`` (the same function as the vmapped

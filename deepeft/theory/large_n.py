@@ -119,7 +119,7 @@ def infinite_kernels(spec: MLPSpec, x1, x2=None, get=("nngp", "ntk"), *, device:
     t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)  # noqa: E731
     n0 = spec.input_dim
     blocks = spec_layers(spec)
-    K, Th = blocks[0].kernel(blocks[0].input_gram(t(X1), t(X2)))  # K^(1), Θ^(1)
+    K, Th = blocks[0].kernel(blocks[0].input_gram(t(X1), t(X2)), overwrite=True)  # K^(1), Θ^(1)
     Th = Th if want_ntk else None
     (Kd1, Td1), (Kd2, Td2) = (blocks[0].kernel(np.sum(X * X, 1) / n0) for X in (X1, X2))
     N1, N2 = K.shape
