@@ -36,7 +36,7 @@ from ..core.errors import ParameterError, check_int, check_nonnegative, check_po
 from ..core.jsonutil import to_jsonable
 from ..core.spec import MLPSpec, validate_inputs
 
-ALGORITHMS = ("gd", "flow")
+ALGORITHMS = ("gd", "flow")  # closed forms; 'sgd' is propagated step by step (frozen_ntk_sgd)
 SINGULAR = ("error", "pinv")
 #: default relative eigenvalue threshold below which the training NTK counts as singular
 RCOND = 1e-10
@@ -267,21 +267,91 @@ def frozen_ntk_solution(K: np.ndarray, Theta: np.ndarray, n_train: int, y_train,
     return out
 
 
+def sgd_schedule(n_train: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
+    """(steps, batch_size) minibatch indices of minibatch SGD: per epoch one random order of the
+    training inputs (seeded; shared by all networks of an ensemble) cut into minibatches of
+    ``batch_size``; an epoch's incomplete tail is dropped."""
+    rng = np.random.default_rng([int(seed), 0x5D])
+    per_epoch = n_train // batch_size
+    n_ep = -(-steps // per_epoch)
+    idx = np.stack([rng.permutation(n_train)[: per_epoch * batch_size].reshape(per_epoch, batch_size)
+                    for _ in range(n_ep)])
+    return idx.reshape(-1, batch_size)[:steps]
+
+
+def frozen_ntk_sgd(K: np.ndarray, Theta: np.ndarray, n_train: int, y_train, times, batches, *, lr: float,
+                   y_test=None) -> TrainedPrediction:
+    """Frozen-NTK minibatch SGD with a given minibatch sequence ``batches`` (steps, B): the outputs on
+    all inputs obey z(s+1) = z(s) − η Θ_{·B_s} (z_{B_s}(s) − y_{B_s}), a linear map, so mean and
+    covariance are propagated exactly step by step (cost steps·N³, N = N_A + N_D)."""
+    lr = check_positive("lr", lr)
+    t = check_times(times, "gd")
+    if np.any(np.isinf(t)) or (len(t) and t.max() > len(batches)):
+        raise ParameterError("times", times, f"integer steps in [0, {len(batches)}] for minibatch SGD")
+    K = np.asarray(K, dtype=np.float64)
+    Th = np.asarray(Theta, dtype=np.float64)
+    y = np.asarray(y_train, dtype=np.float64).reshape(n_train, -1)
+    NA, N = n_train, K.shape[0]
+    m = np.zeros((N, y.shape[1]))
+    C = K.copy()
+    want = {int(ti): i for i, ti in enumerate(t)}
+    means, covs = [None] * len(t), [None] * len(t)
+    for s in range(int(t.max()) + 1):
+        if s in want:
+            means[want[s]], covs[want[s]] = m.copy(), C.copy()
+        if s == int(t.max()):
+            break
+        B = batches[s]
+        Tm = np.eye(N)
+        Tm[:, B] -= lr * Th[:, B]
+        m = Tm @ m + lr * Th[:, B] @ y[B]
+        C = Tm @ C @ Tm.T
+    means, covs = np.array(means), np.array(covs)
+    lam = np.linalg.eigvalsh(Th[:NA, :NA])
+    D = slice(NA, N)
+    tv = np.einsum("taa->ta", covs[:, :NA, :NA])
+    out = TrainedPrediction(algorithm="sgd", lr=lr, times=t, mean=means[:, D], cov=covs[:, D, D],
+                            var=np.einsum("taa->ta", covs[:, D, D]), train_mean=means[:, :NA], train_var=tv,
+                            loss=0.5 * (np.sum((means[:, :NA] - y[None]) ** 2, axis=(1, 2)) + y.shape[1] * tv.sum(1)),
+                            eigenvalues=lam, condition_number=float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf,
+                            lr_bound=2.0 / float(lam[-1]), singular="error", meta={"batch_size": batches.shape[1]})
+    if y_test is not None:
+        yd = np.asarray(y_test, dtype=np.float64).reshape(N - NA, -1)
+        out.bias2 = np.mean((out.mean - yd[None]) ** 2, axis=(1, 2))
+        out.variance = np.mean(out.var, axis=1) if N > NA else np.zeros(len(t))
+    return out
+
+
 def predict_training(spec: MLPSpec, x_train, y_train, x_test=None, times=(math.inf,), *, lr: float | None = None,
                      algorithm: str = "gd", y_test=None, singular: str = "error", rcond: float = RCOND,
-                     full_cov: bool = True, warn: bool = True) -> TrainedPrediction:
+                     full_cov: bool = True, warn: bool = True, batch_size: int | None = None,
+                     seed: int = 0) -> TrainedPrediction:
     """Infinite-width prediction of the ensemble of networks ``spec`` trained on (x_train, y_train)
-    by full-batch GD with step ``lr`` (or gradient flow), at the record ``times`` (see
-    :func:`frozen_ntk_solution`; the NTK's λ are the spec's ``lambda_W``/``lambda_b``).
+    by full-batch GD with step ``lr``, gradient flow, or minibatch SGD (``algorithm='sgd'``, minibatches
+    of ``batch_size`` from :func:`sgd_schedule` with ``seed``, as the trained-ensemble engine draws
+    them) at the record ``times`` (see :func:`frozen_ntk_solution`, :func:`frozen_ntk_sgd`; the NTK's
+    λ are the spec's ``lambda_W``/``lambda_b``).
 
     ``lr`` above the stability bound 2/λ_max(Θ̃) warns (:class:`StabilityWarning`) naming the bound,
     and is an error when ``times`` contains ∞ (divergence is certain)."""
     xa, ya, xd, yd = validate_training_set(spec, x_train, y_train, x_test, y_test)
     K, Th = frozen_kernels(spec, np.concatenate([xa, xd]))
-    if algorithm == "gd" and lr is not None and warn:
+    if algorithm in ("gd", "sgd") and lr is not None and warn:
         check_lr(lr, lr_bound(Th[: len(xa), : len(xa)]), stacklevel=3)
-    out = frozen_ntk_solution(K, Th, len(xa), ya, times, lr=lr, algorithm=algorithm, y_test=yd,
-                              singular=singular, rcond=rcond, full_cov=full_cov)
+    if algorithm == "sgd":
+        if batch_size is None:
+            raise ParameterError("batch_size", None, f"1 … {len(xa)} for algorithm='sgd'")
+        bs = check_int("batch_size", batch_size, 1)
+        if bs > len(xa):
+            raise ParameterError("batch_size", batch_size, f"1 … {len(xa)} (the number of training inputs)")
+        tt = check_times(times, "gd")
+        if np.any(np.isinf(tt)):
+            raise ParameterError("times", times, "finite step counts for algorithm='sgd'")
+        batches = sgd_schedule(len(xa), bs, max(int(tt.max()), 1), seed)
+        out = frozen_ntk_sgd(K, Th, len(xa), ya, tt, batches, lr=lr, y_test=yd)
+    else:
+        out = frozen_ntk_solution(K, Th, len(xa), ya, times, lr=lr, algorithm=algorithm, y_test=yd,
+                                  singular=singular, rcond=rcond, full_cov=full_cov)
     out.meta.update({"K": K, "Theta": Th, "n_train": len(xa)})
     return out
 
@@ -349,4 +419,4 @@ def lr_bound_for(spec: MLPSpec, x_train) -> float:
 
 __all__ = ["predict_training", "frozen_ntk_solution", "frozen_kernels", "kernel_regression", "nngp_posterior",
            "TrainedPrediction", "Posterior", "StabilityWarning", "lr_bound", "lr_bound_for", "check_lr",
-           "validate_training_set", "validate_labels"]
+           "validate_training_set", "validate_labels", "sgd_schedule", "frozen_ntk_sgd"]
