@@ -11,7 +11,7 @@ import sys
 
 from ..core.errors import DeepEFTError
 
-_COMMAND_MODULES = ("theory_cmd", "check_cmd", "bayes_cmd", "study_cmd")
+_COMMAND_MODULES = ("theory_cmd", "check_cmd", "bayes_cmd", "study_cmd", "train_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

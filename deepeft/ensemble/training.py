@@ -220,12 +220,8 @@ def train_ensemble(spec: MLPSpec, x_train, y_train, x_test=None, *, ensemble: in
         if chunk * per > budget:
             raise ParameterError("chunk_size", chunk_size, f"<= {budget // per} (about {fmt_bytes(per)} per network, "
                                  f"{fmt_bytes(budget)} available)")
-    blk = getattr(net, "rng_block", None)
-    if rng_block is not None:
-        blk = check_int("rng_block", rng_block, 1)
-    if blk is None:
-        from .sampler import default_rng_block
-        blk = default_rng_block(dev, M)
+    from ..nets.rng import default_rng_block
+    blk = default_rng_block(dev, M) if rng_block is None else check_int("rng_block", rng_block, 1)
     chunk = max(blk, chunk // blk * blk)
 
     X = torch.as_tensor(xa, dtype=dt, device=dev)
@@ -242,7 +238,7 @@ def train_ensemble(spec: MLPSpec, x_train, y_train, x_test=None, *, ensemble: in
     batches = sgd_schedule(NA, batch_size, horizon, seed) if algorithm == "sgd" else None
     for a in range(0, M, chunk):
         b = min(M, a + chunk)
-        params = net.init(b - a, seed=seed, start=a, **({"M_total": M} if _accepts(net.init, "M_total") else {}))
+        params = net.init(b - a, seed=int(seed), start=a, total=M, rng_block=blk)
         res = _train_chunk(net, params, X, Y, XD, XALL, algorithm, lr, horizon, rec, tol, ntk, divergence,
                            batches, h_max if algorithm == "flow" else None, progress, a, M)
         out_tr[a:b], out_te[a:b], loss_rec[a:b] = res["train"], res["test"], res["loss"]
@@ -264,14 +260,6 @@ def train_ensemble(spec: MLPSpec, x_train, y_train, x_test=None, *, ensemble: in
     return TrainedEnsemble(algorithm=algorithm, lr=lr if lr is not None else 0.0, times=rec, train_out=out_tr,
                            test_out=out_te, loss=loss_rec, y_train=ya, x_train=xa, x_test=xd, spec=spec, ntk=ntk_rec,
                            diverged=diverged, stopped_at=stop_step, meta=meta)
-
-
-def _accepts(fn, name: str) -> bool:
-    import inspect
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 @torch.no_grad()
@@ -321,7 +309,7 @@ def _train_chunk(net, params, X, Y, XD, XALL, algorithm, lr, horizon, rec, tol, 
         if XD is not None:
             out["test"][:, j] = np.where(good[:, None, None], net.forward(ps, XD).double().cpu().numpy(), np.nan)
         if want_ntk:
-            H = net.ntk(ps, XALL)
+            H = empirical_ntk(net, ps, XALL, rates)
             out["ntk"][:, j] = np.where(good[:, None, None], H.double().cpu().numpy(), np.nan)
 
     j = 0
@@ -386,6 +374,28 @@ def _train_chunk(net, params, X, Y, XD, XALL, algorithm, lr, horizon, rec, tol, 
     out["div"] = div_step.cpu().numpy()
     out["stop"] = stop_step.cpu().numpy()
     return out
+
+
+def empirical_ntk(net, params, x: torch.Tensor, rates=None) -> torch.Tensor:
+    """Θ̂_αβ = Σ_μ rate_μ ∂z_α/∂θ_μ ∂z_β/∂θ_μ (M, N, N) for n_L = 1, from N manual backward passes
+    (dout = e_α picks input α's gradient; each output depends only on its own input).  Memory
+    O(M·N·P) per layer in turn, instead of the forward equation's O(M·N²·n²) (``BatchedMLP.ntk``)."""
+    rates = net.rates() if rates is None else rates
+    _, cache = net.forward(params, x, keep=True)
+    Mc, N = params[0]["W"].shape[0], x.shape[0]
+    per_input = []
+    for a in range(N):
+        dout = torch.zeros(Mc, N, 1, dtype=x.dtype, device=x.device)
+        dout[:, a] = 1.0
+        per_input.append(net.backward(params, cache, dout))
+    H = torch.zeros(Mc, N, N, dtype=x.dtype, device=x.device)
+    for l, rt in enumerate(rates):
+        for key, r in rt.items():
+            if r == 0 or key not in per_input[0][l]:
+                continue
+            G = torch.stack([g[l][key].reshape(Mc, -1) for g in per_input], 1)  # (M, N, P_l)
+            H.add_(torch.bmm(G, G.mT), alpha=r)
+    return H
 
 
 def _rk4(net, params, rates, X, Y, h, active, grad_of):

@@ -260,6 +260,10 @@ def frozen_ntk_solution(K: np.ndarray, Theta: np.ndarray, n_train: int, y_train,
                             train_mean=train_mean, train_var=np.clip(train_var, 0, None), loss=loss, eigenvalues=lam,
                             condition_number=cond, lr_bound=bound, singular=singular,
                             meta={"n_dropped_eigenvalues": int(np.sum(~keep)) if need_inv else 0})
+    # the linear map of the dynamics on the test rows: z_D(t) = R_t z(0) + mean_D(t), R_t = [−P_t, I]
+    ND = mean.shape[1]
+    P = np.einsum("dk,tk,ak->tda", a, G, U)
+    out.meta["R"] = np.concatenate([-P, np.broadcast_to(np.eye(ND), (len(t), ND, ND))], axis=2)
     if y_test is not None:
         yd = np.asarray(y_test, dtype=np.float64).reshape(mean.shape[1], n_out)
         out.bias2 = np.mean((mean - yd[None]) ** 2, axis=(1, 2))
@@ -295,10 +299,11 @@ def frozen_ntk_sgd(K: np.ndarray, Theta: np.ndarray, n_train: int, y_train, time
     m = np.zeros((N, y.shape[1]))
     C = K.copy()
     want = {int(ti): i for i, ti in enumerate(t)}
-    means, covs = [None] * len(t), [None] * len(t)
+    means, covs, Rs = [None] * len(t), [None] * len(t), [None] * len(t)
+    R = np.eye(N)  # z(s) = R z(0) + m(s)
     for s in range(int(t.max()) + 1):
         if s in want:
-            means[want[s]], covs[want[s]] = m.copy(), C.copy()
+            means[want[s]], covs[want[s]], Rs[want[s]] = m.copy(), C.copy(), R[NA:].copy()
         if s == int(t.max()):
             break
         B = batches[s]
@@ -306,6 +311,7 @@ def frozen_ntk_sgd(K: np.ndarray, Theta: np.ndarray, n_train: int, y_train, time
         Tm[:, B] -= lr * Th[:, B]
         m = Tm @ m + lr * Th[:, B] @ y[B]
         C = Tm @ C @ Tm.T
+        R = Tm @ R
     means, covs = np.array(means), np.array(covs)
     lam = np.linalg.eigvalsh(Th[:NA, :NA])
     D = slice(NA, N)
@@ -314,7 +320,8 @@ def frozen_ntk_sgd(K: np.ndarray, Theta: np.ndarray, n_train: int, y_train, time
                             var=np.einsum("taa->ta", covs[:, D, D]), train_mean=means[:, :NA], train_var=tv,
                             loss=0.5 * (np.sum((means[:, :NA] - y[None]) ** 2, axis=(1, 2)) + y.shape[1] * tv.sum(1)),
                             eigenvalues=lam, condition_number=float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf,
-                            lr_bound=2.0 / float(lam[-1]), singular="error", meta={"batch_size": batches.shape[1]})
+                            lr_bound=2.0 / float(lam[-1]), singular="error",
+                            meta={"batch_size": batches.shape[1], "R": np.array(Rs)})
     if y_test is not None:
         yd = np.asarray(y_test, dtype=np.float64).reshape(N - NA, -1)
         out.bias2 = np.mean((out.mean - yd[None]) ** 2, axis=(1, 2))
