@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from ..core.device import resolve_device  # noqa: F401  (one device rule for the library)
 from ..core.errors import ParameterError
 
 
@@ -310,17 +311,3 @@ def model_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
-
-
-def resolve_device(device: Any) -> torch.device:
-    if device is None:
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except Exception:
-        raise ParameterError("device", device, "'cpu', 'cuda', 'cuda:K' or a torch.device") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device", str(device), "'cpu' (CUDA was requested but torch.cuda.is_available() is False)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ParameterError("device", str(device), f"cuda:0 … cuda:{torch.cuda.device_count() - 1}")
-    return dev

@@ -8,7 +8,6 @@ leaky ReLU, abs) carry (a₊, a₋) so that every Gaussian integral of them is d
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -73,6 +72,14 @@ class Activation:
             return out
         return derivatives_torch(self.fn, z, max_order)
 
+    def value_and_derivative(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(σ(z), σ'(z)) at a tensor of any dtype/device: the slopes for scale-invariant σ (σ'(0) = a₊),
+        else autograd of the elementwise function.  The one σ' of the networks (deepeft.nets)."""
+        if self.slopes is not None:
+            ap, am = self.slopes
+            return self.fn(z), torch.where(z >= 0, torch.full_like(z, ap), torch.full_like(z, am))
+        return value_and_grad_elementwise(self.fn, z)
+
     def taylor(self, order: int = 5) -> np.ndarray:
         """σ_p = σ^(p)(0) for p = 0 … order (PDLT §5.4 notation σ(z) = Σ σ_p z^p / p!)."""
         key = ("taylor", order)
@@ -84,6 +91,18 @@ class Activation:
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
+
+
+def value_and_grad_elementwise(fn: TorchFn, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(z), f'(z)) of an elementwise torch function by one autograd pass (the gradient of Σf(z)
+    is f'(z) elementwise); a constant f has f' = 0."""
+    with torch.enable_grad():
+        zz = z.detach().requires_grad_(True)
+        s = fn(zz)
+        if not s.requires_grad:  # constant activation
+            return s.detach(), torch.zeros_like(z)
+        (g,) = torch.autograd.grad(s.sum(), zz)
+    return s.detach(), g.detach()
 
 
 def derivatives_torch(fn: TorchFn, z: torch.Tensor, max_order: int) -> list[torch.Tensor]:
@@ -188,7 +207,3 @@ def scale_invariant_constants(act: Activation) -> dict[str, float]:
     A4 = (ap**4 + am**4) / 2
     return {"A2": A2, "A4": A4, "nu": 3 * A4 / A2**2 - 1, "nu_prime": A4 / A2**2 - 1}
 
-
-def gelu_exact_numpy(z):  # small helper used in tests and docs
-    from scipy.special import erf
-    return 0.5 * z * (1 + erf(np.asarray(z) / math.sqrt(2)))

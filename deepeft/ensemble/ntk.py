@@ -22,7 +22,6 @@ batched over networks and inputs with no autograd.
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import torch
@@ -31,6 +30,7 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from ..core.errors import ParameterError
 from ..core.spec import MLPSpec
+from ..nets.mlp import BatchedMLP, spec_layers
 
 COMPUTE = ("full", "trace", "diagonal")
 NTK_METHODS = ("auto", "jacobian", "ntk_vp")
@@ -161,104 +161,41 @@ def _ntk_vp(f_single, params, x1, x2, compute, rates, n_out):
 # ----------------------------------------------------------------------------------------------
 def ntk_first_layer(spec: MLPSpec, x: torch.Tensor) -> torch.Tensor:
     """Ĥ^(1)_{ij;αβ} = δ_ij [λ_b + (λ_W/n_0) x_α·x_β]  as (N, N, n_1, n_1)."""
-    lw, lb = spec.lambda_W[0], spec.lambda_b[0]
-    c = lb + (lw / spec.input_dim) * (x @ x.T)
-    eye = torch.eye(spec.width(1), dtype=x.dtype, device=x.device)
-    return c[:, :, None, None] * eye
+    return spec_layers(spec)[0].ntk_step([None], (x, None, None), None)
 
 
 def ntk_forward_step(spec: MLPSpec, l: int, H_prev: torch.Tensor, W: torch.Tensor, sigma: torch.Tensor,
                      dsigma: torch.Tensor) -> torch.Tensor:
-    """One step of the NTK forward equation (pdlt §5.1), layer l-1 → l (l ≥ 2), batched.
+    """One step of the NTK forward equation (pdlt §5.1), layer l-1 → l (l ≥ 2), batched, by block l
+    of the spec's layer list (:func:`deepeft.nets.spec_layers`).
 
     H_prev: (M, N, N, n_{l-1}, n_{l-1}) or (N, N, n, n); W: (M, n_l, n_{l-1}); σ, σ': (M, N, n_{l-1}).
     Returns (M, N, N, n_l, n_l)."""
-    lw, lb = spec.lambda_W[l - 1], spec.lambda_b[l - 1]
-    n_in = spec.fan_in(l)
-    J = W.unsqueeze(1) * dsigma.unsqueeze(2)  # (M, N, n_l, n_{l-1}):  W diag σ'_α
-    res = spec.residual if spec.is_residual_layer(l) else None
-    if res is not None:
-        xi, gamma = res
-        J = gamma * J + xi * torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
-    tmp = torch.matmul(J.unsqueeze(2), H_prev)  # (M, N, N, n_l, n_{l-1})
-    H = torch.matmul(tmp, J.unsqueeze(1).transpose(-1, -2))  # (M, N, N, n_l, n_l)
-    c = lb + (lw / n_in) * torch.matmul(sigma, sigma.transpose(-1, -2))  # (M, N, N)
-    if res is not None:
-        c = c * res[1] ** 2
-    idx = torch.arange(H.shape[-1], device=H.device)
-    H[..., idx, idx] += c.unsqueeze(-1)
-    return H
-
-
-def mlp_functional(spec: MLPSpec):
-    """f(params, x) → [z^(1), …, z^(L)] for one network in the spec's parameterisation.
-
-    params: {'w{l}': raw weight (n_l, n_{l-1}), 'b{l}': raw bias (n_l,)}; in 'ntk' the raw weights
-    are ω with W = sqrt(C_W/n_{l-1}) ω and b = sqrt(C_b) β, in 'standard' they are W and b."""
-    act = spec.activation.fn
-    L = spec.depth
-    ntk = spec.parameterization == "ntk"
-
-    def f(params, x):
-        zs = []
-        h = x
-        z_prev = None
-        for l in range(1, L + 1):
-            w, b = params[f"w{l}"], params[f"b{l}"]
-            if ntk:
-                w = w * math.sqrt(spec.C_W[l - 1] / spec.fan_in(l))
-                b = b * math.sqrt(spec.C_b[l - 1])
-            branch = h @ w.T + b
-            if spec.is_residual_layer(l):
-                xi, gamma = spec.residual
-                z = xi * z_prev + gamma * branch
-            else:
-                z = branch
-            zs.append(z)
-            z_prev = z
-            h = act(z)
-        return zs
-
-    return f
-
-
-def raw_parameters(spec: MLPSpec, Ws: list[torch.Tensor], bs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Actual weights/biases (batched) → raw parameters of the spec's parameterisation."""
-    params = {}
-    for l, (W, b) in enumerate(zip(Ws, bs), start=1):
-        if spec.parameterization == "ntk":
-            sw = math.sqrt(spec.C_W[l - 1] / spec.fan_in(l))
-            sb = math.sqrt(spec.C_b[l - 1])
-            params[f"w{l}"] = W / sw
-            params[f"b{l}"] = b / sb if sb > 0 else torch.zeros_like(b)
-        else:
-            params[f"w{l}"] = W
-            params[f"b{l}"] = b
-    return params
+    ctx = [(None, sigma, dsigma), (sigma, W, None)]  # the contexts of Act and Dense in the block
+    return spec_layers(spec)[l - 1].ntk_step([None], ctx, H_prev)
 
 
 def ensemble_ntk_autograd(spec: MLPSpec, x: torch.Tensor, Ws: list[torch.Tensor], bs: list[torch.Tensor]) -> list[torch.Tensor]:
     """Ĥ^(l) (M, N, N, n_l, n_l) of every layer and network by torch.func (vmap over networks of
-    per-network Jacobians), weighted with ``spec.per_parameter_rates``.  Cross-checks the forward
-    equation; cost grows like Σ_l n_l·N·P per network."""
-    f = mlp_functional(spec)
-    params = raw_parameters(spec, Ws, bs)
-    rates = {}
-    for l in range(1, spec.depth + 1):
-        rw, rb = spec.per_parameter_rates(l)
-        rates[f"w{l}"], rates[f"b{l}"] = rw, rb
+    per-network Jacobians of :meth:`deepeft.nets.BatchedMLP.preactivations`), weighted with
+    ``spec.per_parameter_rates``.  Cross-checks the forward equation; cost grows like Σ_l n_l·N·P
+    per network.  Ws, bs: the actual weights and biases of every layer (M, n_l, n_{l-1}), (M, n_l)."""
+    net = BatchedMLP(spec, x.device, x.dtype)
+    params = net.trainable(Ws, bs)
+    rates = net.rates()
 
     def per_network(p):
-        jac = jacrev(f)(p, x)  # list over layers of dict name → (N, n_l, *pshape)
+        jac = jacrev(net.preactivations)(p, x)  # list over layers of [list over layers of {W, b}]
         Hs = []
         for l, jl in enumerate(jac, start=1):
             H = None
-            for name, J in jl.items():
-                if rates[name] == 0.0:
-                    continue
-                Jf = J.flatten(2)  # (N, n_l, P)
-                term = torch.einsum("aip,bjp->abij", Jf, Jf) * rates[name]
-                H = term if H is None else H + term
+            for jp, rp in zip(jl, rates):
+                for name in ("W", "b"):
+                    if rp[name] == 0.0:
+                        continue
+                    Jf = jp[name].flatten(2)  # (N, n_l, P)
+                    term = torch.einsum("aip,bjp->abij", Jf, Jf) * rp[name]
+                    H = term if H is None else H + term
             if H is None:
                 n = spec.width(l)
                 H = torch.zeros(x.shape[0], x.shape[0], n, n, dtype=x.dtype, device=x.device)

@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
+from ..core.device import resolve_device, resolve_dtype  # noqa: F401  (re-exported)
 from ..core.errors import DeepEFTError, ParameterError, check_int
 from ..core.spec import MLPSpec, validate_inputs
+from ..nets.mlp import BatchedMLP
+from ..nets.rng import BlockRNG, block_seed, default_rng_block  # noqa: F401  (re-exported)
 
 METHODS = ("gaussian", "weights")
 
@@ -44,38 +46,8 @@ class EnsembleMemoryError(DeepEFTError, MemoryError):
 
 
 # ----------------------------------------------------------------------------------------------
-# device / dtype / memory helpers
+# memory helpers
 # ----------------------------------------------------------------------------------------------
-def resolve_device(device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ParameterError("device", device, "'cpu', 'cuda' or 'cuda:<index>'") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ParameterError("device", str(device), "'cpu' (CUDA is not available on this machine: "
-                                 f"torch {torch.__version__} reports torch.cuda.is_available() = False)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ParameterError("device", str(device), f"cuda:0 … cuda:{torch.cuda.device_count() - 1}")
-    elif dev.type != "cpu":
-        raise ParameterError("device", str(device), "'cpu' or 'cuda'")
-    return dev
-
-
-def resolve_dtype(dtype) -> torch.dtype:
-    table = {"float32": torch.float32, "float64": torch.float64, "single": torch.float32,
-             "double": torch.float64, "fp32": torch.float32, "fp64": torch.float64}
-    if isinstance(dtype, str):
-        if dtype.lower() not in table:
-            raise ParameterError("dtype", dtype, "'float32' or 'float64'")
-        return table[dtype.lower()]
-    if dtype in (torch.float32, torch.float64):
-        return dtype
-    if dtype in (np.float32, np.float64):
-        return torch.float32 if dtype is np.float32 else torch.float64
-    raise ParameterError("dtype", dtype, "torch.float32 or torch.float64")
-
-
 def available_memory(device: torch.device) -> int:
     """Bytes we allow ourselves: half of MemAvailable on CPU, 80% of free memory on CUDA."""
     if device.type == "cuda":
@@ -102,34 +74,6 @@ def fmt_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def block_seed(seed: int, block: int) -> int:
-    """Seed of RNG block ``block`` (independent, well-mixed streams via numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([int(seed), int(block)]).generate_state(1, np.uint64)[0] & ((1 << 63) - 1))
-
-
-def default_rng_block(device: torch.device, M: int) -> int:
-    """Networks per RNG block: up to 16 (CPU) / 128 (CUDA), and small enough that an ensemble has
-    at least 32 blocks (the jackknife batches are made of whole blocks)."""
-    cap = 128 if device.type == "cuda" else 16
-    return max(1, min(cap, M // 32))
-
-
-# ----------------------------------------------------------------------------------------------
-# activation with derivative (autograd, exact; slopes for scale-invariant σ)
-# ----------------------------------------------------------------------------------------------
-def act_and_derivative(act, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if act.slopes is not None:
-        ap, am = act.slopes
-        return act.fn(z), torch.where(z >= 0, torch.full_like(z, ap), torch.full_like(z, am))
-    with torch.enable_grad():
-        zz = z.detach().requires_grad_(True)
-        s = act.fn(zz)
-        if not s.requires_grad:  # constant activation
-            return s.detach(), torch.zeros_like(z)
-        (g,) = torch.autograd.grad(s.sum(), zz)
-    return s.detach(), g.detach()
-
-
 # ----------------------------------------------------------------------------------------------
 # per-layer state handed to the statistics
 # ----------------------------------------------------------------------------------------------
@@ -152,32 +96,6 @@ class LayerState:
     W: torch.Tensor | None
     b: torch.Tensor | None
     residual: tuple[float, float] | None
-
-
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _forget_pool() -> None:
-    """A forked child has none of the parent's threads: it must build its own pool."""
-    global _POOL
-    _POOL = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _fill_pool() -> ThreadPoolExecutor | None:
-    """Threads for filling RNG blocks in parallel on CPU (as many as torch's intra-op threads)."""
-    global _POOL
-    k = torch.get_num_threads()
-    if k < 2:
-        return None
-    if _POOL is None or _POOL[0] != k:
-        if _POOL is not None:
-            _POOL[1].shutdown(wait=False)
-        _POOL = (k, ThreadPoolExecutor(max_workers=k, thread_name_prefix="deepeft-rng"))
-    return _POOL[1]
 
 
 def _psd_sqrt_factor(G: torch.Tensor) -> torch.Tensor:
@@ -224,6 +142,7 @@ class EnsembleSampler:
             method = "weights"  # the NTK forward equation needs the weights
         self.method = method
         self.rng_block = check_int("rng_block", rng_block, 1) if rng_block is not None else default_rng_block(self.device, self.M)
+        self.net = BatchedMLP(spec, self.device, self.dtype)
         self.x = torch.as_tensor(self.x_np, dtype=self.dtype, device=self.device)
         self.N = self.x.shape[0]
         self.n_blocks = -(-self.M // self.rng_block)
@@ -287,33 +206,9 @@ class EnsembleSampler:
             yield start, min(start + cs, self.M)
 
     # -- sampling ------------------------------------------------------------------------------
-    def _generators(self, start: int, stop: int) -> list[tuple[torch.Generator, int]]:
-        gens = []
-        for blk in range(start // self.rng_block, -(-stop // self.rng_block)):
-            g = torch.Generator(device=self.device)
-            g.manual_seed(block_seed(self.seed, blk))
-            size = min(self.rng_block, self.M - blk * self.rng_block)
-            gens.append((g, size))
-        return gens
-
-    def _randn(self, gens, shape, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Standard normals (M_c, *shape): block b's slice is filled from block b's generator
-        (``normal_`` on a contiguous slice draws exactly what ``randn`` of that size draws).
-
-        On CPU torch's generator is single-threaded, so independent blocks are filled from a small
-        thread pool (torch releases the GIL): the numbers are those of the sequential loop."""
-        total = sum(size for _, size in gens)
-        if out is None or tuple(out.shape) != (total, *shape):
-            out = torch.empty((total, *shape), device=self.device, dtype=self.dtype)
-        starts = np.cumsum([0] + [size for _, size in gens[:-1]]).tolist()
-        jobs = [(out[a:a + size], g) for a, (g, size) in zip(starts, gens)]
-        pool = _fill_pool() if self.device.type == "cpu" and len(jobs) > 1 and out.numel() >= 1 << 16 else None
-        if pool is None:
-            for view, g in jobs:
-                view.normal_(generator=g)
-        else:
-            list(pool.map(lambda job: job[0].normal_(generator=job[1]), jobs))
-        return out
+    def rng(self, start: int, stop: int) -> BlockRNG:
+        """The generators of networks [start, stop) (RNG layout: :mod:`deepeft.nets.rng`)."""
+        return BlockRNG(self.seed, self.M, self.rng_block, start, stop, device=self.device, dtype=self.dtype)
 
     def layers(self, start: int, stop: int, *, need_z_last: bool = True) -> Iterator[LayerState]:
         """Propagate networks [start, stop) layer by layer, yielding a :class:`LayerState` each.
@@ -322,26 +217,38 @@ class EnsembleSampler:
         need only Ĝ^(L), and no later draw depends on it, so every other number is unchanged
         (``z`` is then None for the last layer)."""
         spec, act = self.spec, self.spec.activation
-        gens = self._generators(start, stop)
+        rng = self.rng(start, stop)
         L = spec.depth
         x = self.x
         z_prev = eps_buf = None
         sig, dsig = x, None
+        weights = self.method == "weights"
         for l in range(1, L + 1):
             n_in, n_out = spec.fan_in(l), spec.width(l)
             cw, cb = spec.C_W[l - 1], spec.C_b[l - 1]
             res = spec.residual if spec.is_residual_layer(l) else None
             W = b = None
-            if l > 1:
-                sig, dsig = act_and_derivative(act, z_prev) if self.ntk else (act.fn(z_prev), None)
+            if weights:
+                # block l of the batched network (deepeft.nets): draws ω, β, then z^(l) from z^(l-1)
+                blk = self.net.blocks[l - 1]
+                z, ctx = blk.apply(blk.draw(rng.randn), x if l == 1 else z_prev,
+                                   keep=True if (self.ntk or l == 1) else "values")
+                if l > 1:
+                    (_, sig, dsig), (_, W, b) = ctx
+                else:
+                    _, W, b = ctx
+            elif l > 1:
+                sig = act.fn(z_prev)
             # conditional covariance of each neuron's input-vector: Ĝ = C_b + C_W σσᵀ/n_{l-1}
             if l == 1:
                 G = cb + (cw / n_in) * (x @ x.T)
             else:
                 G = cb + (cw / n_in) * torch.matmul(sig, sig.transpose(-1, -2))
-            if self.method == "gaussian" and l == L and not need_z_last and res is None:
-                branch = None
-            elif self.method == "gaussian":
+            if weights:
+                pass  # z is the network's output above
+            elif l == L and not need_z_last and res is None:
+                z = None
+            else:
                 rank = n_in + (1 if cb != 0 else 0)
                 if rank < self.N:
                     # Ĝ has rank ≤ n_in + 1 < N: the factor [σ√(C_W/n), √C_b] (N × rank) is cheaper
@@ -349,31 +256,16 @@ class EnsembleSampler:
                     F = (sig if l > 1 else x) * math.sqrt(cw / n_in)
                     if cb != 0:
                         F = torch.cat([F, torch.full_like(F[..., :1], math.sqrt(cb))], dim=-1)
-                    branch = torch.matmul(F, self._randn(gens, (rank, n_out)))
+                    branch = torch.matmul(F, rng.randn((rank, n_out)))
                 else:
                     # ε is used only here, so one buffer serves every layer of the chunk
-                    eps = eps_buf = self._randn(gens, (self.N, n_out), out=eps_buf)
+                    eps = eps_buf = rng.randn((self.N, n_out), out=eps_buf)
                     if l == 1:
                         F = _psd_sqrt_factor(G.unsqueeze(0))[0]
                         branch = torch.matmul(F, eps)
                     else:
                         branch = torch.matmul(_psd_sqrt_factor(G), eps)
-            else:
-                omega = self._randn(gens, (n_out, n_in))
-                beta = self._randn(gens, (n_out,))
-                W = omega * math.sqrt(cw / n_in)
-                b = beta * math.sqrt(cb)
-                if l == 1:
-                    branch = torch.matmul(x, W.transpose(-1, -2)) + b.unsqueeze(1)
-                else:
-                    branch = torch.baddbmm(b.unsqueeze(1), sig, W.transpose(-1, -2))
-            if branch is None:
-                z = None
-            elif res is not None:
-                xi, gamma = res
-                z = xi * z_prev + gamma * branch
-            else:
-                z = branch
+                z = branch if res is None else res[0] * z_prev + res[1] * branch  # z' = ξz + γ(b + Wσ)
             # Ĝ_αα = C_b + C_W Σ_i σ_iα²/n sums the square of every activation of the layer below, so
             # checking its diagonal catches inf/NaN anywhere in σ (cheaper than scanning z)
             if not bool(torch.isfinite(torch.diagonal(G, dim1=-2, dim2=-1)).all()):
