@@ -41,7 +41,8 @@ import torch
 from ..core.errors import ParameterError, check_int, check_positive
 from ..core.jsonutil import to_jsonable
 from ..core.spec import MLPSpec
-from .sampler import available_memory, fmt_bytes, resolve_device, resolve_dtype
+from ..core.device import resolve_device, resolve_dtype
+from .sampler import available_memory, fmt_bytes
 
 ALGORITHMS = ("gd", "flow", "sgd", "adam")
 ADAM_BETAS = (0.9, 0.999)
@@ -340,7 +341,10 @@ def _train_chunk(net, params, X, Y, XD, XALL, algorithm, lr, horizon, rec, tol, 
         steps = int(horizon)
         for s in range(steps + 1):
             # the full training loss every step (SGD too: divergence and tol are judged on it)
-            z, cache = net.forward(params, X, keep=algorithm != "sgd")
+            if algorithm == "sgd":
+                z, cache = net.forward(params, X), None
+            else:
+                z, cache = net.forward(params, X, keep=True)
             r = z - Y
             loss = 0.5 * r.pow(2).sum((1, 2))
             watch(s, loss)
