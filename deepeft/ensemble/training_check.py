@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -249,7 +250,7 @@ def lr_equivalence(activation, depths, width: int, x_train, y_train, x_test, y_t
     spread over instantiations (std of the per-network test MSE), the infinite-width Θ on the
     training set (trace/N_A) and the predicted loss curve."""
     from ..theory import critical_spec, equivalence_learning_rates
-    from ..theory.training import lr_bound_for, predict_training
+    from ..theory.training import StabilityWarning, frozen_kernels, lr_bound_for, predict_training
     depths = sorted(int(L) for L in depths)
     if len(depths) < 2 or depths[0] < 2:
         raise ParameterError("depths", depths, "at least two depths >= 2")
@@ -271,12 +272,14 @@ def lr_equivalence(activation, depths, width: int, x_train, y_train, x_test, y_t
         for L in depths:
             sp = specs[L]
             bound = lr_bound_for(sp, x_train)
-            tr = train_ensemble(sp, x_train, y_train, x_test, ensemble=ensemble, lr=eta, steps=steps, seed=seed + L,
-                                lr_error_factor=math.inf, **train_kw)
+            with warnings.catch_warnings():  # η above a deep network's bound is part of the experiment
+                warnings.simplefilter("ignore", StabilityWarning)
+                tr = train_ensemble(sp, x_train, y_train, x_test, ensemble=ensemble, lr=eta, steps=steps,
+                                    seed=seed + L, lr_error_factor=math.inf, **train_kw)
             alive = tr.alive
             mse = np.mean((tr.test_out[alive, -1] - np.asarray(y_test).reshape(1, len(x_test), -1)) ** 2, axis=(1, 2))
             pr = predict_training(sp, x_train, y_train, x_test, tr.times, lr=eta, warn=False) if eta < bound else None
-            Th = pr.meta["Theta"] if pr is not None else None
+            Th = frozen_kernels(sp, x_train)[1]
             rows.append({"depth": L, "lr": eta, "lr_bound": bound, "lr_over_bound": eta / bound,
                          "theta_train": float(np.trace(Th[:len(x_train), :len(x_train)]) / len(x_train)) if Th is not None else None,
                          "times": tr.times, "loss_mean": np.nanmean(tr.loss[alive], 0) if alive.any() else None,
