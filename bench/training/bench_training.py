@@ -91,7 +91,8 @@ def run_vmap(mods, x, y, lr, steps, dev):
                 params[k].sub_(g[k], alpha=lr)
     sync(dev)
     dt = time.perf_counter() - t0
-    out = vmap(lambda p, b: functional_call(base, (p, b), (x,)))(params, buffers)
+    with torch.no_grad():
+        out = vmap(lambda p, b: functional_call(base, (p, b), (x,)))(params, buffers)
     return dt, out
 
 

@@ -310,7 +310,7 @@ def _train_chunk(net, params, X, Y, XD, XALL, algorithm, lr, horizon, rec, tol, 
         if XD is not None:
             out["test"][:, j] = np.where(good[:, None, None], net.forward(ps, XD).double().cpu().numpy(), np.nan)
         if want_ntk:
-            H = empirical_ntk(net, ps, XALL, rates)
+            H = output_ntk(net, ps, XALL, rates)
             out["ntk"][:, j] = np.where(good[:, None, None], H.double().cpu().numpy(), np.nan)
 
     j = 0
@@ -380,7 +380,7 @@ def _train_chunk(net, params, X, Y, XD, XALL, algorithm, lr, horizon, rec, tol, 
     return out
 
 
-def empirical_ntk(net, params, x: torch.Tensor, rates=None) -> torch.Tensor:
+def output_ntk(net, params, x: torch.Tensor, rates=None) -> torch.Tensor:
     """Θ̂_αβ = Σ_μ rate_μ ∂z_α/∂θ_μ ∂z_β/∂θ_μ (M, N, N) for n_L = 1, from N manual backward passes
     (dout = e_α picks input α's gradient; each output depends only on its own input).  Memory
     O(M·N·P) per layer in turn, instead of the forward equation's O(M·N²·n²) (``BatchedMLP.ntk``)."""

@@ -8,7 +8,7 @@ import torch
 
 from deepeft.core.errors import ParameterError
 from deepeft.datasets import load_dataset
-from deepeft.ensemble.training import empirical_ntk, train_ensemble
+from deepeft.ensemble.training import output_ntk, train_ensemble
 from deepeft.ensemble.training_check import compare_training, control_variate_mean, prediction_for, train_check
 from deepeft.nets import BatchedMLP
 from deepeft.theory import critical_spec
@@ -133,13 +133,13 @@ def test_float32_agrees_with_the_prediction():
     assert cmp.max_abs_z < 4, cmp.table()
 
 
-def test_empirical_ntk_equals_forward_equation():
+def test_output_ntk_equals_forward_equation():
     d = _data()
     spec = critical_spec("tanh", 3, 16, 4, parameterization="standard", lambda_b=0.5, lambda_W=2.0)
     net = BatchedMLP(spec)
     ps = net.init(3, seed=0)
     x = torch.as_tensor(np.concatenate([d.x_train, d.x_test]))
-    torch.testing.assert_close(empirical_ntk(net, ps, x), net.ntk(ps, x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(output_ntk(net, ps, x), net.ntk(ps, x), rtol=1e-12, atol=1e-12)
 
 
 def test_divergence_is_caught_and_reported():
