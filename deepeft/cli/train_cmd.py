@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ParameterError
-from .common import add_network_args, emit_json, spec_from_args
+from .common import _default, add_network_args, emit_json, spec_from_args
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -155,7 +155,7 @@ def run_check(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         doc["figures"] = _check_figures(out, trained, cmp, scan_res)
-        (out / "train_check.json").write_text(json.dumps(doc, default=_np))
+        (out / "train_check.json").write_text(json.dumps(doc, default=_default))
     if args.json:
         emit_json(doc)
         return 0
@@ -196,12 +196,12 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _np(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    raise TypeError(type(o).__name__)
+def _save(fig, path: Path, files: list) -> None:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    files.append(str(path))
 
 
 def _check_figures(out: Path, trained, cmp, scan) -> list[str]:
@@ -219,11 +219,7 @@ def _check_figures(out: Path, trained, cmp, scan) -> list[str]:
         ax.set_xlabel("test input (× output unit)")
         ax.set_ylabel("mean output over initialisations")
         ax.legend()
-        f = out / "mean_vs_prediction.png"
-        fig.tight_layout()
-        fig.savefig(f, dpi=110)
-        plt.close(fig)
-        files.append(str(f))
+        _save(fig, out / "mean_vs_prediction.png", files)
         fig, ax = plt.subplots(figsize=(6, 4))
         L = cmp.loss
         t = np.asarray(L["times"], dtype=float)
@@ -235,11 +231,7 @@ def _check_figures(out: Path, trained, cmp, scan) -> list[str]:
         ax.set_xlabel("step" if trained.algorithm != "flow" else "flow time τ")
         ax.set_ylabel("training loss ½Σ(z−y)²")
         ax.legend()
-        f = out / "loss_curve.png"
-        fig.tight_layout()
-        fig.savefig(f, dpi=110)
-        plt.close(fig)
-        files.append(str(f))
+        _save(fig, out / "loss_curve.png", files)
     if scan and scan.get("dtheta_rms"):
         n = np.asarray(scan["widths"], dtype=float)
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -250,11 +242,7 @@ def _check_figures(out: Path, trained, cmp, scan) -> list[str]:
         ax.set_xlabel("width n")
         ax.set_ylabel("relative NTK change")
         ax.legend()
-        f = out / "ntk_change_vs_width.png"
-        fig.tight_layout()
-        fig.savefig(f, dpi=110)
-        plt.close(fig)
-        files.append(str(f))
+        _save(fig, out / "ntk_change_vs_width.png", files)
     return files
 
 
@@ -272,7 +260,7 @@ def run_equivalence(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         res["figures"] = _equivalence_figure(out, res)
-        (out / "lr_equivalence.json").write_text(json.dumps(res, default=_np))
+        (out / "lr_equivalence.json").write_text(json.dumps(res, default=_default))
     if args.json:
         emit_json(res)
         return 0
@@ -318,8 +306,6 @@ def _equivalence_figure(out: Path, res) -> list[str]:
     ax.set_ylabel("test MSE")
     ax.set_yscale("log")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    f = out / "lr_equivalence.png"
-    fig.savefig(f, dpi=110)
-    plt.close(fig)
-    return [str(f)]
+    files: list = []
+    _save(fig, out / "lr_equivalence.png", files)
+    return files

@@ -98,3 +98,13 @@ def test_deviation_from_infinite_width_shrinks_like_one_over_n():
     assert abs(f["p"] + 1) < 3 * f["p_err"] and f["p_err"] < 0.35, r["verdict"]
     assert not r["flag"]
     assert r["dtheta_mean_slope"] < -0.7
+
+
+def test_lr_equivalence_cli(capsys, tmp_path):
+    rc = main(["train-lr-equivalence", "-a", "tanh", "--depths", "2,3", "-n", "8", "--input-dim", "3",
+               "--n-train", "3", "--n-test", "2", "-M", "4", "--steps", "3", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "[prescribed]" in out and "[global]" in out
+    assert (tmp_path / "lr_equivalence.png").exists() and (tmp_path / "lr_equivalence.json").exists()
+    assert main(["train-lr-equivalence", "--depths", "1,2"]) == 2
+    assert "--depths" in capsys.readouterr().err
