@@ -23,7 +23,8 @@ Divergence: a network whose training loss becomes non-finite or exceeds ``diverg
 initial loss + 1) is stopped (it receives no further updates) and reported with the step at which it
 was caught; its records after that are NaN and every statistic excludes it, saying how many.  With
 ``tol`` each network stops when its own training loss reaches ``tol`` (so results do not depend on
-the chunking), and the run ends early once every network has stopped.
+the chunking), and the run ends early once every network has stopped.  GD, SGD and Adam check both
+after every step; gradient flow at the record times (``stopped_at`` then counts RK4 steps).
 
 Chunks are whole RNG blocks of the network initialisation, and no operation mixes networks, so the
 result does not depend on ``chunk_size`` (on CPU bit for bit).
