@@ -186,3 +186,19 @@ def test_comparison_needs_matching_times():
     tr2 = train_ensemble(spec, d.x_train, d.y_train, d.x_test, ensemble=4, lr=0.05, steps=3, record=[3])
     with pytest.raises(ParameterError, match="include 0"):
         control_variate_mean(prediction_for(tr2), tr2)
+
+
+@pytest.mark.parametrize("act,C_W,C_b", [("relu", 2.0, 0.0), ("relu", 1.6, 0.2), ("tanh", 1.6, 0.3)])
+def test_generalisation_error_on_and_off_criticality(act, C_W, C_b):
+    """Predicted expected test MSE (bias² + variance over initialisations) vs the measured ensemble's
+    mean test MSE ± SE, at criticality and off it (ordered ReLU, chaotic tanh), GD after 15 steps."""
+    from deepeft.core.spec import MLPSpec
+    d = load_dataset("random_features", 4, 4, input_dim=4, seed=1)
+    spec = MLPSpec.make(act, 3, 96, 4, C_W=C_W, C_b=C_b)
+    lr = 0.5 * lr_bound_for(spec, d.x_train)
+    _, tr, pred = train_check(spec, d.x_train, d.y_train, d.x_test, d.y_test, ensemble=192, lr=lr, steps=15,
+                              record=[0, 15], seed=7)
+    mse = np.mean((tr.test_out[:, -1] - d.y_test[None]) ** 2, axis=(1, 2))
+    se = mse.std(ddof=1) / math.sqrt(len(mse))
+    assert abs(mse.mean() - pred.test_mse[-1]) < 4 * se, (mse.mean(), se, pred.test_mse[-1])
+    assert pred.test_mse[-1] == pytest.approx(pred.bias2[-1] + pred.variance[-1])
