@@ -213,7 +213,7 @@ def train_ensemble(spec: MLPSpec, x_train, y_train, x_test=None, *, ensemble: in
     Nall = NA + ND
     per = dt.itemsize * (n_par * (6 if algorithm in ("adam", "flow") else 3)
                          + 4 * NA * sum(spec.all_widths) + len(rec) * Nall * spec.output_width
-                         + (len(rec) * Nall * Nall + 4 * Nall * Nall * max(spec.all_widths) ** 2 if ntk else 0))
+                         + (2 * Nall * n_par + Nall * Nall if ntk else 0))  # output_ntk: N per-input gradients
     budget = available_memory(dev)
     if chunk_size is None:
         chunk = max(1, min(M, budget // max(per, 1), 4096))
