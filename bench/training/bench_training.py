@@ -12,12 +12,15 @@ lr, which is what both baselines run.  Loss: ½ Σ (z − y)² per network (summ
 * vmap:     PyTorch's model-ensembling recipe: ``torch.func.stack_module_state`` + ``vmap`` of
             ``grad(functional_call)`` over the stacked parameters, update in place.
 
-All three start from the same weights (deepeft's initialisation copied into the modules) and the
-final outputs are compared (max |Δz|).
+All three start from the same weights (deepeft's initialisation copied into the modules) and their
+outputs after the first round are compared (max |Δz|).  On a shared machine the three run in
+alternating rounds of ``--steps`` steps (same conditions for each); the median per-step time over
+``--rounds`` is reported (the cost per step is constant, so it scales to the issue's 1000 steps).
 
-    python bench/training/bench_training.py                       # the issue's configuration
-    python bench/training/bench_training.py --ensemble 64 --steps 50 --loop-networks 8   # smoke test
-    python bench/training/bench_training.py --device cuda --ensemble 16384 --width 512     # GPU
+    PYTHONPATH=. python bench/training/bench_training.py --steps 1000          # the issue's configuration
+    PYTHONPATH=. python bench/training/bench_training.py --steps 10 --rounds 3 --threads 1
+    PYTHONPATH=. python bench/training/bench_training.py --ensemble 64 --steps 5 --loop-networks 4   # smoke test
+    PYTHONPATH=. python bench/training/bench_training.py --device cuda --ensemble 16384 --width 512 --skip loop
 """
 import argparse
 import copy
@@ -60,21 +63,20 @@ def modules_from(params, spec, dev, dtype, idx):
     return mods
 
 
-def run_loop(mods, x, y, lr, steps, dev):
+def loop_stepper(mods, x, y, lr):
     opts = [torch.optim.SGD(m.parameters(), lr=lr) for m in mods]
-    sync(dev)
-    t0 = time.perf_counter()
-    for m, opt in zip(mods, opts):
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            loss = 0.5 * (m(x) - y).pow(2).sum()
-            loss.backward()
-            opt.step()
-    sync(dev)
-    return time.perf_counter() - t0
+
+    def step(k):
+        for m, opt in zip(mods, opts):
+            for _ in range(k):
+                opt.zero_grad(set_to_none=True)
+                loss = 0.5 * (m(x) - y).pow(2).sum()
+                loss.backward()
+                opt.step()
+    return step
 
 
-def run_vmap(mods, x, y, lr, steps, dev):
+def vmap_stepper(mods, x, y, lr):
     params, buffers = stack_module_state(mods)
     base = copy.deepcopy(mods[0]).to("meta")
 
@@ -82,18 +84,26 @@ def run_vmap(mods, x, y, lr, steps, dev):
         return 0.5 * (functional_call(base, (p, b), (x,)) - y).pow(2).sum()
 
     g_fn = vmap(grad(loss_fn), in_dims=(0, 0))
+
+    def step(k):
+        with torch.no_grad():
+            for _ in range(k):
+                g = g_fn(params, buffers)
+                for name in params:
+                    params[name].sub_(g[name], alpha=lr)
+
+    def outputs():
+        with torch.no_grad():
+            return vmap(lambda p, b: functional_call(base, (p, b), (x,)))(params, buffers)
+    return step, outputs
+
+
+def timed(fn, dev):
     sync(dev)
     t0 = time.perf_counter()
-    with torch.no_grad():
-        for _ in range(steps):
-            g = g_fn(params, buffers)
-            for k in params:
-                params[k].sub_(g[k], alpha=lr)
+    out = fn()
     sync(dev)
-    dt = time.perf_counter() - t0
-    with torch.no_grad():
-        out = vmap(lambda p, b: functional_call(base, (p, b), (x,)))(params, buffers)
-    return dt, out
+    return time.perf_counter() - t0, out
 
 
 def main():
@@ -103,13 +113,17 @@ def main():
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--n-train", type=int, default=32)
     ap.add_argument("--input-dim", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=1000, help="GD steps per round")
+    ap.add_argument("--rounds", type=int, default=1, help="alternating timing rounds (median reported)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--loop-networks", type=int, default=16, help="networks timed in the nn.Module loop")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     ap.add_argument("--skip", default="", help="comma-separated: loop,vmap")
     ap.add_argument("--json", default=None, help="write the results here")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     dev = resolve_device(a.device)
     dt = torch.float32 if a.dtype == "float32" else torch.float64
     skip = set(filter(None, a.skip.split(",")))
@@ -123,42 +137,46 @@ def main():
     res = {"config": vars(a), "lr": lr, "torch": torch.__version__, "threads": torch.get_num_threads(),
            "machine": platform.processor() or platform.machine()}
 
-    # deepeft (warm-up on a tiny run first)
-    train_ensemble(spec, d.x_train, d.y_train, ensemble=2, lr=lr, steps=3, dtype=dt, device=dev, record=[0, 3])
-    sync(dev)
-    t0 = time.perf_counter()
-    tr = train_ensemble(spec, d.x_train, d.y_train, ensemble=M, lr=lr, steps=a.steps, dtype=dt, device=dev,
-                        record=[0, a.steps])
-    sync(dev)
-    res["deepeft_s"] = time.perf_counter() - t0
-    res["deepeft_chunk"] = tr.meta["chunk_size"]
-    z_ours = tr.train_out[:, -1]
-    print(f"deepeft: {res['deepeft_s']:.2f} s for {M} networks × {a.steps} steps "
-          f"({M * a.steps / res['deepeft_s']:.0f} network-steps/s)", flush=True)
-
+    # The machine is shared: the three methods run in alternating rounds of ``--steps`` steps each
+    # (same conditions for all), and the median per-step time over ``--rounds`` is reported.
     net = BatchedMLP(spec, device=dev, dtype=dt)
     params = net.init(M, seed=0, start=0)
-    if "vmap" not in skip:
-        mods = modules_from(params, spec, dev, dt, range(M))
-        t_v, out_v = run_vmap(mods, x, y, lr, a.steps, dev)
-        res["vmap_s"] = t_v
-        res["vmap_max_abs_diff"] = float(np.abs(out_v.double().cpu().numpy() - z_ours).max())
-        print(f"torch.func vmap: {t_v:.2f} s  (deepeft {t_v / res['deepeft_s']:.1f}× faster), "
-              f"max |Δz| = {res['vmap_max_abs_diff']:.2e}", flush=True)
-        del mods
-    if "loop" not in skip:
-        k = min(M, a.loop_networks)
-        mods = modules_from(params, spec, dev, dt, range(k))
-        t_l = run_loop(mods, x, y, lr, a.steps, dev)
-        res["loop_s_measured"] = t_l
-        res["loop_networks"] = k
-        res["loop_s"] = t_l * M / k
-        with torch.no_grad():
-            out_l = torch.stack([m(x) for m in mods]).double().cpu().numpy()
-        res["loop_max_abs_diff"] = float(np.abs(out_l - z_ours[:k]).max())
-        print(f"nn.Module loop + SGD: {t_l:.2f} s for {k} networks → {res['loop_s']:.1f} s for {M} "
-              f"(deepeft {res['loop_s'] / res['deepeft_s']:.1f}× faster), max |Δz| = {res['loop_max_abs_diff']:.2e}",
-              flush=True)
+    k = min(M, a.loop_networks)
+    v_step, v_out = (None, None) if "vmap" in skip else vmap_stepper(modules_from(params, spec, dev, dt, range(M)), x, y, lr)
+    l_mods = None if "loop" in skip else modules_from(params, spec, dev, dt, range(k))
+    l_step = None if l_mods is None else loop_stepper(l_mods, x, y, lr)
+    train_ensemble(spec, d.x_train, d.y_train, ensemble=2, lr=lr, steps=2, dtype=dt, device=dev, record=[0, 2])
+    t = {"deepeft": [], "vmap": [], "loop": []}
+    for r in range(a.rounds):
+        dt_o, tr = timed(lambda: train_ensemble(spec, d.x_train, d.y_train, ensemble=M, lr=lr, steps=a.steps,
+                                                dtype=dt, device=dev, record=[0, a.steps]), dev)
+        t["deepeft"].append(dt_o / a.steps)
+        if r == 0:
+            z_ours = tr.train_out[:, -1]
+            res["deepeft_chunk"] = tr.meta["chunk_size"]
+        if v_step is not None:
+            t["vmap"].append(timed(lambda: v_step(a.steps), dev)[0] / a.steps)
+            if r == 0:
+                res["vmap_max_abs_diff"] = float(np.abs(v_out().double().cpu().numpy() - z_ours).max())
+        if l_step is not None:
+            t["loop"].append(timed(lambda: l_step(a.steps), dev)[0] / a.steps * M / k)
+            if r == 0:
+                with torch.no_grad():
+                    out_l = torch.stack([m(x) for m in l_mods]).double().cpu().numpy()
+                res["loop_max_abs_diff"] = float(np.abs(out_l - z_ours[:k]).max())
+        print(f"round {r}: per step " + ", ".join(f"{n} {v[-1]:.3f} s" for n, v in t.items() if v), flush=True)
+    med = {n: float(np.median(v)) for n, v in t.items() if v}
+    res["per_step_s"] = med
+    res["per_step_all_rounds_s"] = t
+    res["loop_networks_timed"] = k
+    for n in ("vmap", "loop"):
+        if n in med:
+            res[f"speedup_vs_{n}"] = med[n] / med["deepeft"]
+    print(f"median per step ({a.rounds} rounds of {a.steps} steps, {M} networks): " +
+          ", ".join(f"{n} {v:.3f} s" for n, v in med.items()) +
+          "".join(f"; deepeft {res[f'speedup_vs_{n}']:.2f}× faster than {n}" for n in ("vmap", "loop") if n in med))
+    print(f"same numbers after {a.steps} steps: max |Δz| vs vmap {res.get('vmap_max_abs_diff')}, "
+          f"vs loop {res.get('loop_max_abs_diff')}")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(res, fh, indent=1)
