@@ -6,7 +6,8 @@
 * :func:`width_scan`: where the infinite-width prediction stops holding.  The deviation of the
   ensemble mean from the frozen-NTK mean, d_n = E[z(t)] − m_∞(t), is O(1/n) (PDLT ch. ∞), so
   n·d_n should tend to a constant; the exponent p of d_n ∝ n^p is fitted (common p, one amplitude
-  per test output) and flagged when it is not −1 within 3 standard errors.  d_n is estimated
+  per test output) and flagged when it is not −1 within 3 standard errors, or when its standard
+  error exceeds 0.3 (not resolved: too few networks).  d_n is estimated
   with a control variate that is exact in expectation: every network's own frozen-NTK
   linearisation z^lin(t) = R_t z(0) + m_∞(t) (R_t the linear map of the frozen dynamics, built
   from its own initial outputs) has mean m_∞(t), so mean_m[z_m(t) − R_t z_m(0)] estimates E[z(t)]
@@ -27,6 +28,9 @@ from ..core.errors import ParameterError, check_positive
 from ..core.jsonutil import to_jsonable
 from ..core.spec import MLPSpec
 from .training import TrainedEnsemble, sample_stats, train_ensemble
+
+#: a fitted exponent with a larger standard error counts as not resolved (flagged)
+MAX_EXPONENT_ERROR = 0.3
 
 
 @dataclass
@@ -198,7 +202,8 @@ def width_scan(spec: MLPSpec, x_train, y_train, x_test, widths, *, ensemble=256,
     deviation d_n = Ê[z(t)] − m_∞(t) at the last record time (± SE), n·d_n, the NTK change
     ‖Θ̂(t) − Θ̂(0)‖/‖Θ̂(0)‖ (Frobenius, on train+test; RMS over networks, whose expected slope is
     −1/2, and of the ensemble-mean change ‖E[ΔΘ]‖/‖E[Θ]‖, slope −1), the fitted exponents, and
-    ``flag`` when the fitted p of d_n is not −1 within 3 standard errors."""
+    ``flag`` when the fitted p of d_n is not −1 within 3 standard errors or is not resolved (standard
+    error > ``MAX_EXPONENT_ERROR``)."""
     widths = sorted(int(w) for w in widths)
     if len(widths) < 2 or widths[0] < 1:
         raise ParameterError("widths", widths, "at least two positive widths")
@@ -228,11 +233,17 @@ def width_scan(spec: MLPSpec, x_train, y_train, x_test, widths, *, ensemble=256,
         res["dtheta_rms_slope"] = float(np.polyfit(lw, np.log(res["dtheta_rms"]), 1)[0])
         res["dtheta_mean_slope"] = float(np.polyfit(lw, np.log(res["dtheta_mean"]), 1)[0])
     f = res["fit"]
-    res["flag"] = bool(not math.isfinite(f["p_err"]) or abs(f["p"] + 1) > 3 * f["p_err"])
-    res["verdict"] = (f"deviation from the infinite-width mean ∝ n^{f['p']:.2f} ± {f['p_err']:.2f}: "
-                      + ("NOT the 1/n of the effective theory — the infinite-width prediction does not hold here"
-                         " (or the ensembles are too small to resolve the deviation)" if res["flag"] else
-                         "consistent with 1/n (n·(m̂ − m_∞) tends to a constant)"))
+    resolved = math.isfinite(f["p_err"]) and f["p_err"] <= MAX_EXPONENT_ERROR
+    res["resolved"] = resolved
+    res["flag"] = bool(not resolved or abs(f["p"] + 1) > 3 * f["p_err"])
+    head = f"deviation from the infinite-width mean ∝ n^{f['p']:.2f} ± {f['p_err']:.2f}: "
+    if not resolved:
+        res["verdict"] = head + ("NOT RESOLVED — the ensembles are too small to measure the deviation "
+                                 f"(exponent error > {MAX_EXPONENT_ERROR}); use more networks or wider widths")
+    elif res["flag"]:
+        res["verdict"] = head + "NOT the 1/n of the effective theory — the infinite-width prediction does not hold here"
+    else:
+        res["verdict"] = head + "consistent with 1/n (n·(m̂ − m_∞) tends to a constant)"
     return to_jsonable(res)
 
 

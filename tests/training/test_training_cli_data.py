@@ -83,6 +83,14 @@ def test_fit_exponent_exact():
     assert f["p"] == pytest.approx(-1, abs=1e-6)
 
 
+def test_width_scan_small_ensembles_are_flagged_unresolved():
+    d = load_dataset("sine_sphere", 3, 2, input_dim=3, seed=0)
+    spec = critical_spec("tanh", 2, 8, 3)
+    r = width_scan(spec, d.x_train, d.y_train, d.x_test, [4, 8], ensemble=8, lr=0.1, steps=3, record=[0, 3])
+    assert len(r["dev"]) == 2 and len(r["dtheta_rms"]) == 2 and r["flag"]
+    assert (not r["resolved"] and "NOT RESOLVED" in r["verdict"]) or "NOT the 1/n" in r["verdict"]
+
+
 @pytest.mark.slow
 def test_deviation_from_infinite_width_shrinks_like_one_over_n():
     """The control-variate deviation Ê[z(t)] − m_∞(t) over widths 16 … 128 (M = 4096 each, ReLU, L = 3):
@@ -95,8 +103,8 @@ def test_deviation_from_infinite_width_shrinks_like_one_over_n():
     r = width_scan(spec, d.x_train, d.y_train, d.x_test, [16, 32, 64, 128], ensemble=4096, ntk=True, lr=lr,
                    steps=50, record=[0, 50])
     f = r["fit"]
-    assert abs(f["p"] + 1) < 3 * f["p_err"] and f["p_err"] < 0.35, r["verdict"]
-    assert not r["flag"]
+    assert abs(f["p"] + 1) < 3 * f["p_err"], r["verdict"]
+    assert r["resolved"] and not r["flag"]
     assert r["dtheta_mean_slope"] < -0.7
 
 
