@@ -121,12 +121,8 @@ def _figures(out: Path, spec, x, th, ms, args, scan) -> list[str]:
     widths = (scan or [spec.widths[0]]) if spec.widths else []
     if widths:
         curves = []
-        from ..core.spec import MLPSpec
         for w in widths:
-            d = spec.to_dict()
-            d["widths"] = [w] * len(spec.widths)
-            d["lambda_W"], d["lambda_b"] = ([], []) if spec.parameterization == "standard" else (d["lambda_W"], d["lambda_b"])
-            sw = MLPSpec.from_dict(d)
+            sw = spec.replace(widths=(w,) * len(spec.widths))
             tw = predict(sw, x)
             mw = ms if sw.to_dict() == spec.to_dict() else measure(sw, x, ensemble=args.ensemble, seed=args.seed, device=args.device,
                                                dtype=args.dtype, quantities=("kernel", "V_norm"))

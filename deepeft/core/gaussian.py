@@ -56,15 +56,6 @@ def _gh_grid(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
     return U, W
 
 
-@lru_cache(maxsize=None)
-def _gl_halfline(n: int, cut: float = 12.0) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes/weights for E over N(0,1) on u ∈ [-cut, 0] ∪ [0, cut], Gauss–Legendre on each half."""
-    x, w = np.polynomial.legendre.leggauss(n)
-    pos = 0.5 * cut * (x + 1)
-    wp = 0.5 * cut * w * np.exp(-0.5 * pos**2) / math.sqrt(2 * math.pi)
-    return np.concatenate([-pos[::-1], pos]), np.concatenate([wp[::-1], wp])
-
-
 def _sqrt_psd(K: np.ndarray, name: str = "K") -> np.ndarray:
     """L with L L^T = K for a batch (..., d, d) of PSD matrices; clear error if not PSD."""
     K = 0.5 * (K + np.swapaxes(K, -1, -2))

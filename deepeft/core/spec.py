@@ -60,6 +60,8 @@ class MLPSpec:
     residual: tuple[float, float] | None = None
     lambda_W: tuple[float, ...] = field(default=())
     lambda_b: tuple[float, ...] = field(default=())
+    # what the user gave for lambda_W / lambda_b (None: derived from the parameterisation); see replace()
+    _given: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "input_dim", check_int("input_dim", self.input_dim, 1))
@@ -90,6 +92,7 @@ class MLPSpec:
             object.__setattr__(self, "residual", (xi, gamma))
         lw = None if (self.lambda_W is None or (not np.isscalar(self.lambda_W) and len(self.lambda_W) == 0)) else self.lambda_W
         lb = None if (self.lambda_b is None or (not np.isscalar(self.lambda_b) and len(self.lambda_b) == 0)) else self.lambda_b
+        object.__setattr__(self, "_given", {"lambda_W": lw, "lambda_b": lb})
         if lw is None:
             lw = self.C_W if self.parameterization == "ntk" else tuple(float(self.fan_in(l)) for l in range(1, L + 1))
         if lb is None:
@@ -132,6 +135,25 @@ class MLPSpec:
         # ntk: W = sqrt(C_W/n) ω, b = sqrt(C_b) β  ⇒  ∂z/∂ω = sqrt(C_W/n) ∂z/∂W.
         return (lw / cw if cw > 0 else 0.0), (lb / cb if cb > 0 else 0.0)
 
+    def layers(self) -> list:
+        """This network as a list of L layers (:func:`deepeft.nets.spec_layers`): block l maps
+        z^(l-1) → z^(l) and carries its initialisation, forward/backward pass, NTK step and kernel map."""
+        from ..nets.mlp import spec_layers  # deepeft.nets builds on core
+
+        return spec_layers(self)
+
+    def replace(self, **changes) -> "MLPSpec":
+        """A copy with some constructor arguments changed (e.g. ``widths``).  Learning-rate tensors
+        the user did not give are derived again for the new spec (standard: λ_W = n_{l-1})."""
+        args = {"input_dim": self.input_dim, "widths": self.widths, "activation": self.activation, "C_W": self.C_W,
+                "C_b": self.C_b, "output_width": self.output_width, "parameterization": self.parameterization,
+                "residual": self.residual, "lambda_W": self._given["lambda_W"], "lambda_b": self._given["lambda_b"]}
+        unknown = set(changes) - set(args)
+        if unknown:
+            raise ParameterError("changes", sorted(unknown), "MLPSpec arguments: " + ", ".join(args))
+        args.update(changes)
+        return MLPSpec(**{k: (() if v is None and k.startswith("lambda") else v) for k, v in args.items()})
+
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,7 +175,12 @@ class MLPSpec:
         for k in ("widths", "C_W", "C_b", "lambda_W", "lambda_b"):
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
-        return cls(**d)
+        spec = cls(**d)
+        # to_dict() writes the derived λ too: where they are the defaults, they were not given
+        derived = cls(**{k: v for k, v in d.items() if k not in ("lambda_W", "lambda_b")})
+        given = {k: (None if getattr(spec, k) == getattr(derived, k) else getattr(spec, k)) for k in ("lambda_W", "lambda_b")}
+        object.__setattr__(spec, "_given", given)
+        return spec
 
     @classmethod
     def make(cls, activation, depth: int, width: int | Sequence[int], input_dim: int, *,

@@ -240,10 +240,7 @@ class EnsembleSampler:
             elif l > 1:
                 sig = act.fn(z_prev)
             # conditional covariance of each neuron's input-vector: Ĝ = C_b + C_W σσᵀ/n_{l-1}
-            if l == 1:
-                G = cb + (cw / n_in) * (x @ x.T)
-            else:
-                G = cb + (cw / n_in) * torch.matmul(sig, sig.transpose(-1, -2))
+            G = self.net.dense(l).conditional_covariance(sig)
             if weights:
                 pass  # z is the network's output above
             elif l == L and not need_z_last and res is None:

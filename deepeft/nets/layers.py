@@ -9,6 +9,9 @@ to (M, N, n_out).  Every layer has
   delta = ∂L/∂out (M, N, n_out), no autograd graph; ``delta_in`` is None unless ``need_input``;
 * ``ntk_step(ps, ctx, H)``: the NTK forward equation (pdlt §5.1) through the layer, H (M, N1, N2, n, n)
   the empirical NTK of its input (None for the network input, which has no parameters below);
+* ``kernel(K, Th, li=None)`` → (K', Θ'): its infinite-width kernel and frozen NTK map (PDLT §2,
+  §5.2) on numpy arrays or tensors (Th None: no parameters below); the Gaussian integrals of an activation (closed forms per family) come in as ``li``
+  (:func:`deepeft.theory.layer_integrals.layer_integrals`), so this module needs no quadrature;
 * ``draw(randn)``: its trainable tensors from a stream of standard normals (``randn(shape)`` →
   (M, *shape)), in a fixed order; ``n_params``: how many parameter dicts it consumes.
 
@@ -72,7 +75,7 @@ class Dense(Layer):
                  scale_b: float | None = None, rate_W: float = 1.0, rate_b: float = 1.0, bias: bool = True,
                  lambdas: tuple[float, float] | None = None, names: tuple[str | None, str | None] | None = None):
         self.n_in, self.n_out = int(n_in), int(n_out)
-        self.C_W, self.C_b = float(C_W), float(C_b)
+        self.C_W, self.C_b = float(C_W), (float(C_b) if bias else 0.0)
         self.scale_W, self.scale_b = scale_W, scale_b
         self.rate_W, self.rate_b = float(rate_W), float(rate_b)
         self.bias = bool(bias)
@@ -111,6 +114,30 @@ class Dense(Layer):
         sb2 = 1.0 if self.scale_b is None else self.scale_b ** 2
         return self.rate_W * self.n_in * sw2, (self.rate_b * sb2 if self.bias else 0.0)
 
+    # -- kernels (infinite width) -------------------------------------------------------------------
+    def kernel(self, K, Th=None, li=None):
+        """Infinite width (PDLT §2, §5.2): from the covariance K of each input component (x·x/n_0 for
+        network inputs, ⟨σσ⟩ after an activation) and its NTK Th (None: no parameters below),
+        K' = C_b + C_W K and Θ' = λ_b + λ_W K + C_W Th."""
+        return self.kernel_from(K, None, Th)
+
+    def kernel_from(self, G, Gp=None, Th=None):
+        """K' = C_b + C_W G, Θ' = λ_b + λ_W G + C_W G'∘Θ (the Act ∘ Dense block, with G = ⟨σσ⟩_K,
+        G' = ⟨σ'σ'⟩_K and Θ the NTK below; Gp None: Th is already the NTK of the input)."""
+        lw, lb = self.ntk_lambdas()
+        K = self.C_b + self.C_W * G
+        if Th is None:
+            return K, lb + lw * G
+        return K, (lb + lw * G + self.C_W * Th if Gp is None else lb + lw * G + self.C_W * Gp * Th)
+
+    def susceptibilities(self, li):
+        """(χ_∥, χ_⊥) with this layer's C_W (PDLT §3), for σ of the layer below."""
+        return self.C_W * li.dg, self.C_W * li.gp
+
+    def input_gram(self, x1, x2=None):
+        """x1·x2/n_0: the Gram of network inputs that the first layer's kernel starts from."""
+        return x1 @ (x1 if x2 is None else x2).T / self.n_in
+
     # -- forward / backward ------------------------------------------------------------------------
     def apply(self, ps, h, keep=False):
         W, b = self.weights(ps[0])
@@ -132,6 +159,11 @@ class Dense(Layer):
         lw, lb = self.ntk_lambdas()
         h2 = h1 if h2 is None else h2
         return lb + (lw / self.n_in) * torch.matmul(h1, h2.mT)
+
+    def conditional_covariance(self, h: torch.Tensor) -> torch.Tensor:
+        """Ĝ = C_b + (C_W/n_in) h·hᵀ: the covariance over inputs of every output component given
+        the input h (pdlt §1: b and W are independent of everything below)."""
+        return self.C_b + (self.C_W / self.n_in) * torch.matmul(h, h.mT)
 
     def linearise(self, ps, ctx, ctx2=None):
         """(J1, J2, c): per-input Jacobians ∂out/∂in (M, N, n_out, n_in) and own-parameter NTK c."""
@@ -182,6 +214,17 @@ class Act(Layer):
     def backward(self, ps, ctx, delta, need_input=True):
         return [], delta * ctx[2]
 
+    def integrals(self, K, **kw):
+        """The Gaussian integral tables of σ at K (:func:`deepeft.theory.layer_integrals.layer_integrals`)."""
+        from ..theory.layer_integrals import layer_integrals
+
+        return layer_integrals(self.activation, K, **kw)
+
+    def kernel(self, K, Th=None, li=None):
+        """(⟨σσ⟩_K, ⟨σ'σ'⟩_K ∘ Θ) at infinite width (PDLT §2, §5.2)."""
+        li = self.integrals(K, derivatives=False) if li is None else li
+        return li.G, (None if Th is None else li.Gp * Th)
+
     def linearise(self, ps, ctx, ctx2=None):
         raise ParameterError("layer", "Act", "a layer list whose activations are followed by a Dense layer "
                              "(the NTK forward equation linearises Act ∘ Dense blocks)")
@@ -230,6 +273,26 @@ class Serial(Layer):
             g, delta = self.layers[i].backward(split[i], ctx[i], delta, need_input=need_input or i > lowest)
             grads = g + grads
         return grads, (delta if need_input else None)
+
+    @property
+    def dense(self) -> Dense:
+        """The block's Dense layer (Act ∘ Dense)."""
+        return self.layers[-1]
+
+    def kernel(self, K, Th=None, li=None):
+        """The layers' maps one after another; an Act ∘ Dense block in one step,
+        K' = C_b + C_W⟨σσ⟩_K, Θ' = λ_b + λ_W⟨σσ⟩ + C_W⟨σ'σ'⟩∘Θ, with ``li`` the tables of σ at K."""
+        if self._is_block():
+            li = self.layers[0].integrals(K, derivatives=False) if li is None else li
+            return self.dense.kernel_from(li.G, li.Gp, Th)
+        for layer in self.layers:
+            K, Th = layer.kernel(K, Th)
+        return K, Th
+
+    def susceptibilities(self, li):
+        """(χ_∥, χ_⊥) = (C_W d⟨σ²⟩/dK, C_W⟨σ'²⟩) (PDLT §3) with this block's C_W."""
+        cw = self.dense.C_W
+        return cw * li.dg, cw * li.gp
 
     def _is_block(self) -> bool:
         return len(self.layers) == 2 and isinstance(self.layers[0], Act) and isinstance(self.layers[1], Dense)
@@ -282,6 +345,21 @@ class Residual(Layer):
     def backward(self, ps, ctx, delta, need_input=True):
         grads, d_in = self.branch.backward(ps, ctx, self.gamma * delta, need_input=need_input)
         return grads, (self.xi * delta + d_in if need_input else None)
+
+    @property
+    def dense(self) -> Dense:
+        return self.branch.dense if isinstance(self.branch, Serial) else self.branch
+
+    def kernel(self, K, Th=None, li=None):
+        """K' = ξ²K + γ² K_f, Θ' = ξ²Θ + γ² Θ_f (infinite width: the branch's fresh weights are
+        uncorrelated with the skip)."""
+        xi2, ga2 = self.xi ** 2, self.gamma ** 2
+        Kb, Tb = self.branch.kernel(K, Th, li)
+        return xi2 * K + ga2 * Kb, (ga2 * Tb if Th is None else xi2 * Th + ga2 * Tb)
+
+    def susceptibilities(self, li):
+        xi2, ga2, cw = self.xi ** 2, self.gamma ** 2, self.dense.C_W
+        return xi2 + ga2 * cw * li.dg, xi2 + ga2 * cw * li.gp
 
     def linearise(self, ps, ctx, ctx2=None):
         """J = ξ I + γ J_f and γ² c_f."""

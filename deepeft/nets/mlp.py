@@ -104,9 +104,11 @@ class BatchedMLP:
 
     @staticmethod
     def _dense(blk: Layer) -> Dense:
-        while not isinstance(blk, Dense):
-            blk = blk.branch if isinstance(blk, Residual) else blk.layers[-1]
-        return blk
+        return blk if isinstance(blk, Dense) else blk.dense
+
+    def dense(self, l: int) -> Dense:
+        """The Dense layer of block l (1-based)."""
+        return self._dense(self.blocks[l - 1])
 
     # -- forward / backward --------------------------------------------------------------------
     def _input(self, x) -> torch.Tensor:

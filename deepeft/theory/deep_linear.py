@@ -14,6 +14,7 @@ import numpy as np
 
 from ..core.errors import ParameterError, check_int
 from ..core.spec import MLPSpec, validate_inputs
+from .recursion import first_layer_kernel
 
 
 def _require_linear(spec: MLPSpec):
@@ -35,7 +36,7 @@ def exact_four_point(spec: MLPSpec, inputs) -> dict[str, np.ndarray]:
     """
     _require_linear(spec)
     x = validate_inputs(inputs, spec)
-    G = spec.C_b[0] + spec.C_W[0] * (x @ x.T) / spec.input_dim
+    G = first_layer_kernel(spec, x)[0]
     K = G.copy()
     U = np.einsum("ab,cd->abcd", G, G)
     Ks, Us = [K], [U]
@@ -67,7 +68,7 @@ def exact_moment(spec: MLPSpec, inputs, m: int) -> np.ndarray:
     x = validate_inputs(inputs, spec)
     if x.shape[0] != 1:
         raise ParameterError("inputs", f"{x.shape[0]} inputs", "exactly one input")
-    k = spec.C_W[0] * float(x[0] @ x[0]) / spec.input_dim
+    k = float(first_layer_kernel(spec, x)[0][0, 0])  # C_b = 0 here
     out, factor = [], 1.0
     dfact = math.prod(range(1, 2 * m, 2))
     for l in range(1, spec.depth + 1):

@@ -23,6 +23,7 @@ import torch
 from ..core import gaussian as gi
 from ..core.errors import AccuracyWarning, ParameterError
 from ..core.spec import MLPSpec, validate_inputs
+from ..nets.mlp import spec_layers
 
 
 class Kernels(NamedTuple):
@@ -117,18 +118,16 @@ def infinite_kernels(spec: MLPSpec, x1, x2=None, get=("nngp", "ntk"), *, device:
     want_ntk = "ntk" in get
     t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)  # noqa: E731
     n0 = spec.input_dim
-    gram = t(X1) @ t(X2).T / n0
-    d1 = np.sum(X1 * X1, 1) / n0
-    d2 = d1 if sym else np.sum(X2 * X2, 1) / n0
-    K = gram.mul(spec.C_W[0]).add_(spec.C_b[0])
-    Th = gram.mul_(spec.lambda_W[0]).add_(spec.lambda_b[0]) if want_ntk else None
-    Kd1, Kd2 = spec.C_b[0] + spec.C_W[0] * d1, spec.C_b[0] + spec.C_W[0] * d2
-    Td1, Td2 = spec.lambda_b[0] + spec.lambda_W[0] * d1, spec.lambda_b[0] + spec.lambda_W[0] * d2
+    blocks = spec_layers(spec)
+    K, Th = blocks[0].kernel(blocks[0].input_gram(t(X1), t(X2)))  # K^(1), Θ^(1)
+    Th = Th if want_ntk else None
+    (Kd1, Td1), (Kd2, Td2) = (blocks[0].kernel(np.sum(X * X, 1) / n0) for X in (X1, X2))
     N1, N2 = K.shape
     buf = [torch.empty(tile, tile, dtype=torch.float64, device=device) for _ in range(4)]
     tiles = list(_tiles(N1, N2, sym, tile))
     for l in range(1, spec.depth):
-        cw, cb, lw, lb = spec.C_W[l], spec.C_b[l], spec.lambda_W[l], spec.lambda_b[l]
+        d = blocks[l].dense  # the in-place tile updates below are Dense.kernel on ⟨σσ⟩, ⟨σ'σ'⟩
+        cw, cb, (lw, lb) = d.C_W, d.C_b, d.ntk_lambdas()
         s1, s2 = t(np.sqrt(Kd1)), t(np.sqrt(Kd2))
         inv1 = torch.where(s1 > 0, 1 / s1, torch.zeros_like(s1))
         inv2 = torch.where(s2 > 0, 1 / s2, torch.zeros_like(s2))

@@ -32,6 +32,9 @@ class LayerIntegrals:
     gp: np.ndarray
     dgp: np.ndarray
     g4: np.ndarray | None = None
+    d2gp: np.ndarray | None = None   # d²⟨σ'²⟩/dK²       (ntk=True)
+    gp4: np.ndarray | None = None    # ⟨σ'⁴⟩             (ntk=True)
+    g22: np.ndarray | None = None    # ⟨σ²σ'²⟩          (ntk=True)
     D2: np.ndarray | None = None
     M4: list[np.ndarray] | None = None
     S4: np.ndarray | None = None
@@ -54,21 +57,27 @@ def _fill_pairs(act: Activation, K: np.ndarray, i: int, j: int, diag: np.ndarray
 
 
 def layer_integrals(act: Activation, K: np.ndarray, *, derivatives: bool = True, fourth: bool = False,
-                    four_point: bool = False, check: bool = False) -> LayerIntegrals:
+                    four_point: bool = False, check: bool = False, ntk: bool = False,
+                    pairs: bool = True) -> LayerIntegrals:
     """Gaussian integral tables at kernel K (N×N).  ``derivatives``: D2 (needed for V);
-    ``fourth``: M4/q4 (needed for K1); ``four_point``: S4 (multi-input V source)."""
+    ``fourth``: M4/q4 (needed for K1); ``four_point``: S4 (multi-input V source); ``ntk``: the
+    one-variable moments of the NTK statistics (d2gp, gp4, g22); ``pairs=False``: diagonal only
+    (each input on its own: G, Gp, D2 vanish off the diagonal)."""
     N = K.shape[0]
     kd = np.diag(K).copy()
     req = [(2, 0, 0), (0, 2, 0), (4, 0, 0), (2, 0, 1)] + ([(2, 0, 2), (0, 2, 1)] if derivatives else [])
+    if ntk:
+        req += [(0, 2, 2), (0, 4, 0), (2, 2, 0)]
     t = gi.single_table(act, kd, req, check=check)
     g, gp, g4 = t[(2, 0, 0)], t[(0, 2, 0)], t[(4, 0, 0)]
     dg, d2g, dgp = (t.get((2, 0, 1)), t.get((2, 0, 2)), t.get((0, 2, 1)))
-    G = _fill_pairs(act, K, 0, 0, g, check)
-    Gp = _fill_pairs(act, K, 1, 1, gp, check)
-    out = LayerIntegrals(G=G, Gp=Gp, g=g, dg=dg, d2g=d2g, gp=gp, dgp=dgp, g4=g4)
+    G = _fill_pairs(act, K, 0, 0, g, check) if pairs else np.diag(g)
+    Gp = _fill_pairs(act, K, 1, 1, gp, check) if pairs else np.diag(gp)
+    out = LayerIntegrals(G=G, Gp=Gp, g=g, dg=dg, d2g=d2g, gp=gp, dgp=dgp, g4=g4,
+                         d2gp=t.get((0, 2, 2)), gp4=t.get((0, 4, 0)), g22=t.get((2, 2, 0)))
     if derivatives:
         D2 = np.zeros((N, N, N, N))
-        if N > 1:
+        if N > 1 and pairs:
             P20 = _fill_pairs(act, K, 2, 0, np.zeros(N), check)  # ⟨σ''_a σ_b⟩ (diag unused)
             a, b = np.nonzero(~np.eye(N, dtype=bool))
             D2[a, b, a, a] = P20[a, b]

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..core.observables import Observables
 from ..core.spec import MLPSpec, validate_inputs
-from .ntk import ntk_fluctuations
+from .ntk import fluctuation_table
 from .recursion import propagate
 
 
@@ -31,7 +31,8 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
     inverse = inverse.reshape(-1)
     if x.shape[0] == x_all.shape[0]:
         x, inverse = x_all, np.arange(x_all.shape[0])
-    rec = propagate(spec, x, order=order, vertex=vertex)
+    # one pass over the layers: kernels, vertex and (non-residual, 1/n) the NTK statistics
+    rec = propagate(spec, x, order=order, vertex=vertex, ntk_stats=order == "1/n" and spec.residual is None)
     N = x.shape[0]
     idx = np.arange(N)
     fan = rec.fan_in
@@ -55,7 +56,7 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
             meta["vertex"] = "diagonal"
             meta["kernel_offdiagonal_order"] = "infinite"
         if spec.residual is None:
-            fl = ntk_fluctuations(spec, x)
+            fl = fluctuation_table(rec)
             for k in ("Theta1", "A", "B", "D", "F", "ntk_var"):
                 values[k] = fl[k]
             values["ntk_mean"] = rec.Theta.copy()

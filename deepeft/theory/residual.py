@@ -31,26 +31,30 @@ import torch
 
 from ..core import gaussian as gi
 from ..core.spec import MLPSpec
+from ..nets.layers import Residual
+from ..nets.mlp import spec_layers
 
 
-def residual_single_input(spec: MLPSpec, k1: float) -> dict[str, np.ndarray]:
-    """Per-layer K, V (vertex), K1 for one input with K^(1) = k1 (arrays of length L)."""
+def residual_single_input(spec: MLPSpec, k1: float, K: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-layer K, V (vertex), K1 for one input with K^(1) = k1 (arrays of length L).  ``K``: the
+    leading-order kernels K^(1) … K^(L) of that input when the caller has them (the depth loop of
+    :func:`deepeft.theory.recursion.propagate`); otherwise they are propagated here."""
     act = spec.activation
     L = spec.depth
+    blocks = spec_layers(spec)
     s = np.zeros(L + 1)
     g = np.ones(L + 1)
-    for j in range(2, L + 1):
-        if spec.is_residual_layer(j):
-            s[j], g[j] = spec.residual
     cw = np.zeros(L + 1)   # cw[p] multiplies σ(z^(p)) into layer p+1
-    cb = np.zeros(L + 1)
-    for p in range(1, L):
-        cw[p], cb[p] = spec.C_W[p], spec.C_b[p]
-    # leading-order kernels along the depth
-    K = np.zeros(L + 1)
-    K[1] = k1
-    for m in range(2, L + 1):
-        K[m] = s[m] ** 2 * K[m - 1] + g[m] ** 2 * (cb[m - 1] + cw[m - 1] * float(gi.single(act, K[m - 1], 2)))
+    for j in range(2, L + 1):
+        blk = blocks[j - 1]
+        if isinstance(blk, Residual):
+            s[j], g[j] = blk.xi, blk.gamma
+        cw[j - 1] = blk.dense.C_W
+    if K is None:  # leading-order kernels along the depth (single-input tables, one block at a time)
+        K = [k1]
+        for blk in blocks[1:]:
+            K.append(float(blk.kernel(np.array([[K[-1]]]))[0][0, 0]))
+    K = np.concatenate([[0.0], np.asarray(K, dtype=float)])
     idx = np.arange(1, L + 1)
     gq = {k: gi.single(act, K[1:], *k) for k in ((2, 0, 0), (2, 0, 1), (2, 0, 2))}
     mean_s2 = np.concatenate([[0.0], gq[(2, 0, 0)]])
