@@ -157,15 +157,8 @@ def train_check(spec: MLPSpec, x_train, y_train, x_test, y_test=None, *, z_thres
 # width scan: where the infinite-width prediction stops holding
 # ----------------------------------------------------------------------------------------------
 def with_width(spec: MLPSpec, n: int) -> MLPSpec:
-    """``spec`` with every hidden width n (the λ that a 'standard' spec derived from its widths are
-    re-derived; explicit per-layer λ are kept)."""
-    d = spec.to_dict()
-    std_default = spec.parameterization == "standard" and tuple(spec.lambda_W) == tuple(
-        float(spec.fan_in(l)) for l in range(1, spec.depth + 1))
-    d["widths"] = [int(n)] * (spec.depth - 1)
-    if std_default:
-        d["lambda_W"] = ()
-    return MLPSpec.from_dict(d)
+    """``spec`` with every hidden width n (:meth:`MLPSpec.replace` re-derives λ the user did not give)."""
+    return spec.replace(widths=(int(n),) * (spec.depth - 1))
 
 
 def fit_exponent(widths, dev, se) -> dict:
