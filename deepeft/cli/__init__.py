@@ -1,6 +1,6 @@
 """The command line: thin; each command group lives in its own module and calls the engines.
 
-Command modules (each defines ``register(subparsers)``): theory, check, bayes, study.
+Command modules (each defines ``register(subparsers)``): theory, check, bayes, study, train, lab.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 from ..core.errors import DeepEFTError
 
-_COMMAND_MODULES = ("theory_cmd", "check_cmd", "bayes_cmd", "study_cmd", "lab_cmd")
+_COMMAND_MODULES = ("theory_cmd", "check_cmd", "bayes_cmd", "study_cmd", "train_cmd", "lab_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

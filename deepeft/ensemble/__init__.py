@@ -12,6 +12,7 @@ from .compare import Comparison, compare  # noqa: F401
 from .measure import DEFAULT_QUANTITIES, QUANTITIES, measure  # noqa: F401
 from .ntk import empirical_ntk, ensemble_ntk_autograd, ntk_forward_step  # noqa: F401
 from .sampler import EnsembleMemoryError, EnsembleSampler, sample_preactivations  # noqa: F401
+from .training import TrainedEnsemble, train_ensemble  # noqa: F401
 
 __all__ = ["measure", "empirical_ntk", "compare", "Comparison", "EnsembleSampler", "EnsembleMemoryError",
            "sample_preactivations", "QUANTITIES", "DEFAULT_QUANTITIES"]

@@ -15,3 +15,4 @@ from .ntk import ntk_fluctuations  # noqa: F401
 from .large_n import Kernels, infinite_kernels  # noqa: F401
 from .predict import output_density, predict  # noqa: F401
 from .recursion import propagate  # noqa: F401
+from .training import frozen_kernels, nngp_posterior, predict_training  # noqa: F401
