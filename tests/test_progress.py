@@ -50,3 +50,20 @@ def test_callable_progress_allowed_where_asked():
     assert check_progress(f, allow_callable=True) is f
     with pytest.raises(ParameterError):
         check_progress(f)
+
+
+def test_measure_default_is_auto_and_silent_here(capsys):
+    import numpy as np
+
+    from deepeft.ensemble import measure
+    from deepeft.theory import critical_spec
+
+    spec = critical_spec("tanh", depth=2, width=8, input_dim=4)
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    a = measure(spec, x, ensemble=64, seed=0)  # default 'auto': no terminal here, so no bar
+    assert capsys.readouterr().err == ""
+    b = measure(spec, x, ensemble=64, seed=0, progress=True)
+    assert "ensemble" in capsys.readouterr().err
+    np.testing.assert_array_equal(a["kernel"], b["kernel"])  # the bar changes no number
+    with pytest.raises(ParameterError, match="progress"):
+        measure(spec, x, ensemble=64, progress="yes")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..core import quantities as _quantities
+from ..core.progress import check_progress, progress_bar
 from ..core.errors import ParameterError, check_int
 from ..core.observables import Observables
 from ..core.spec import MLPSpec
@@ -69,7 +70,7 @@ def measure(spec: MLPSpec, inputs, ensemble: int = 1000, seed: int = 0, device="
             chunk_size: int | None = None, quantities: Iterable[str] = DEFAULT_QUANTITIES, *,
             ntk_method: str = "forward", method: str = "auto", n_batches: int = 32,
             rng_block: int | None = None, memory_limit: int | None = None, hist_input: int = 0,
-            hist_bins: int = 60, progress: bool | Callable[[int, int], None] = False) -> Observables:
+            hist_bins: int = 60, progress: bool | str | Callable[[int, int], None] = "auto") -> Observables:
     """Measure PDLT quantities on ``ensemble`` networks sampled from ``spec`` at ``inputs``.
 
     Returns ``Observables(source='ensemble')`` with values and jackknife standard errors (over
@@ -87,6 +88,7 @@ def measure(spec: MLPSpec, inputs, ensemble: int = 1000, seed: int = 0, device="
     if not isinstance(spec, MLPSpec):
         raise ParameterError("spec", type(spec).__name__, "an MLPSpec")
     M = check_int("ensemble", ensemble, 2)
+    progress = check_progress(progress, allow_callable=True)
     x_rows = np.atleast_2d(np.asarray(inputs, dtype=float)).shape[0] if not isinstance(inputs, torch.Tensor) else (
         inputs.shape[0] if inputs.dim() > 1 else 1)
     keep, q, full_V, derived = _resolve_quantities(quantities, x_rows)
@@ -116,45 +118,40 @@ def measure(spec: MLPSpec, inputs, ensemble: int = 1000, seed: int = 0, device="
     acc = BatchAccumulator(M, n_batches, sampler.rng_block)
     L = spec.depth
     hist_parts: list[torch.Tensor] = []
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=M, desc="ensemble", unit="net")
-    for a, b in sampler.chunks():
-        Mc = b - a
-        H = None
-        Ws, bs = [], []
-        for st in sampler.layers(a, b, need_z_last="histogram" in q):
-            for name, v in kernel_statistics(st, Mc, full_V).items():
-                if name.endswith("@outer"):
-                    acc.add_outer(name[:-6], st.l, a, v)
-                else:
-                    acc.add(name, st.l, a, v)
-            if want_ntk and ntk_method == "forward":
-                if st.l == 1:
-                    H = ntk_first_layer(spec, sampler.x)
-                    stats = {k: v.expand(Mc, *v.shape[1:]) for k, v in ntk_statistics(H.unsqueeze(0)).items()}
-                else:
-                    H = ntk_forward_step(spec, st.l, H, st.W, st.sigma_prev, st.dsigma_prev)
-                    stats = ntk_statistics(H)
-                for name, v in stats.items():
-                    acc.add(name, st.l, a, v)
-            elif want_ntk:
-                Ws.append(st.W)
-                bs.append(st.b)
-            if st.l == L and "histogram" in q:
-                hist_parts.append(st.z[:, hist_input, :].reshape(-1).to(torch.float64).cpu())
-        if want_ntk and ntk_method == "autograd":
-            for l, Hl in enumerate(ensemble_ntk_autograd(spec, sampler.x, Ws, bs), start=1):
-                for name, v in ntk_statistics(Hl).items():
-                    acc.add(name, l, a, v)
-        del H, Ws, bs
-        if bar is not None:
-            bar.update(Mc)
-        elif callable(progress):
-            progress(b, M)
-    if bar is not None:
-        bar.close()
+    with progress_bar(M, "ensemble", progress=progress, unit="net") as bar:
+        for a, b in sampler.chunks():
+            Mc = b - a
+            H = None
+            Ws, bs = [], []
+            for st in sampler.layers(a, b, need_z_last="histogram" in q):
+                for name, v in kernel_statistics(st, Mc, full_V).items():
+                    if name.endswith("@outer"):
+                        acc.add_outer(name[:-6], st.l, a, v)
+                    else:
+                        acc.add(name, st.l, a, v)
+                if want_ntk and ntk_method == "forward":
+                    if st.l == 1:
+                        H = ntk_first_layer(spec, sampler.x)
+                        stats = {k: v.expand(Mc, *v.shape[1:]) for k, v in ntk_statistics(H.unsqueeze(0)).items()}
+                    else:
+                        H = ntk_forward_step(spec, st.l, H, st.W, st.sigma_prev, st.dsigma_prev)
+                        stats = ntk_statistics(H)
+                    for name, v in stats.items():
+                        acc.add(name, st.l, a, v)
+                elif want_ntk:
+                    Ws.append(st.W)
+                    bs.append(st.b)
+                if st.l == L and "histogram" in q:
+                    hist_parts.append(st.z[:, hist_input, :].reshape(-1).to(torch.float64).cpu())
+            if want_ntk and ntk_method == "autograd":
+                for l, Hl in enumerate(ensemble_ntk_autograd(spec, sampler.x, Ws, bs), start=1):
+                    for name, v in ntk_statistics(Hl).items():
+                        acc.add(name, l, a, v)
+            del H, Ws, bs
+            if bar is not None:
+                bar.update(Mc)
+            elif callable(progress):
+                progress(b, M)
 
     counts = acc.counts.numpy()
     want = frozenset(n for n in q if n != "histogram" and _quantities.get(n).estimator == "kernel") | {"kernel"}

@@ -34,7 +34,8 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
     if x.shape[0] == x_all.shape[0]:
         x, inverse = x_all, np.arange(x_all.shape[0])
     # one pass over the layers: kernels, vertex and (non-residual, 1/n) the NTK statistics
-    rec = propagate(spec, x, order=order, vertex=vertex, ntk_stats=order == "1/n" and spec.residual is None)
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is one clear error below
+        rec = propagate(spec, x, order=order, vertex=vertex, ntk_stats=order == "1/n" and spec.residual is None)
     N = x.shape[0]
     idx = np.arange(N)
     fan = rec.fan_in
@@ -72,7 +73,60 @@ def predict(spec: MLPSpec, inputs, order: str = "1/n", vertex: str = "auto") -> 
             from ..core.errors import DeepEFTError
             raise DeepEFTError(f"the prediction of {k!r} is not finite for these inputs and initialisation "
                                f"(C_W={spec.C_W}, C_b={spec.C_b}); the recursion left its domain of validity")
+    _warn_outside_regime(spec, rec, order, meta)
     return Observables(spec=spec, inputs=x_all, source="theory", values=values, meta=meta)
+
+
+#: Depth-to-width ratio Σ_{k≤l} 1/n_{k-1} (= l/n at equal widths) beyond which the truncated 1/n
+#: expansion was measured to fail: first layer where 1024-network ensembles at n = 32 departed from
+#: the O(1/n) kernel/vertex by more than 4σ (issue 11's measurement on main, seed 0):
+#: ReLU at ℓ/n ≈ 0.09, tanh at ℓ/n ≈ 0.15.  The neglected terms are O((ℓ/n)²) (PDLT §11).
+MEASURED_BREAKDOWN = {"scale-invariant": 0.09, "smooth": 0.15}
+#: |K| above this is reported as the chaotic phase (the kernel grows like χ∥^ℓ)
+_CHAOTIC_K = 1e50
+
+
+def _is_critical(spec: MLPSpec) -> bool:
+    from .criticality import criticality
+
+    try:
+        cp = criticality(spec.activation)
+    except Exception:  # a user callable whose criticality cannot be decided: treat as off-critical
+        return False
+    return bool(cp.exists) and all(np.isclose(cw, cp.C_W, rtol=1e-6) and np.isclose(cb, cp.C_b, rtol=1e-6, atol=1e-12)
+                                   for cw, cb in zip(spec.C_W, spec.C_b))
+
+
+def _warn_outside_regime(spec: MLPSpec, rec, order: str, meta: dict) -> None:
+    """Say (AccuracyWarning, and in ``meta['regime']``) when the prediction is outside the regime
+    where it was measured to hold: the 1/n expansion at large ℓ/n, or a kernel deep in the chaotic phase."""
+    import warnings
+
+    from ..core.errors import AccuracyWarning
+
+    L = spec.depth
+    ratio = np.cumsum([1.0 / spec.fan_in(l) for l in range(1, L + 1)]) - 1.0 / spec.fan_in(1)  # layer 1 is exact
+    # smooth σ at criticality keeps the looser measured limit; kinked σ or off-critical initialisation the tighter
+    family = "scale-invariant" if spec.activation.slopes is not None or not _is_critical(spec) else "smooth"
+    limit = MEASURED_BREAKDOWN[family]
+    regime = {"depth_to_width": float(ratio[-1]), "breakdown_ratio": limit, "trusted_until_layer": L}
+    if order == "1/n" and ratio[-1] > limit:
+        first = int(np.argmax(ratio > limit)) + 1
+        regime["trusted_until_layer"] = first - 1
+        warnings.warn(f"the 1/n expansion is outside its measured regime from layer {first} on "
+                      f"(Σ1/n = ℓ/n reaches {ratio[-1]:.3g} > {limit}; measured breakdown at n = 32: ReLU "
+                      f"ℓ/n ≈ {MEASURED_BREAKDOWN['scale-invariant']}, tanh ℓ/n ≈ {MEASURED_BREAKDOWN['smooth']}): "
+                      "treat the 1/n quantities of deeper layers as qualitative, or widen the network",
+                      AccuracyWarning, stacklevel=3)
+    kmax = float(np.max(np.abs(rec.K)))
+    if kmax > _CHAOTIC_K:
+        first = int(np.argmax(np.max(np.abs(rec.K).reshape(L, -1), axis=1) > _CHAOTIC_K)) + 1
+        regime["chaotic_from_layer"] = first
+        warnings.warn(f"the kernel grows geometrically and exceeds {_CHAOTIC_K:g} from layer {first} on "
+                      f"(χ⊥ = {float(rec.chi_perp[0].max()):.3g} at layer 1): the network is deep in the chaotic "
+                      "phase; use critical initialisation (deepeft.theory.critical_spec) or reduce C_W",
+                      AccuracyWarning, stacklevel=3)
+    meta["regime"] = regime
 
 
 def _expand(v: np.ndarray, inverse: np.ndarray, n_unique: int) -> np.ndarray:
