@@ -178,6 +178,10 @@ def get_activation(act: "str | Activation | TorchFn", slope: float | None = None
     raise ParameterError("activation", act, "a name (" + ", ".join(ACTIVATION_NAMES) + ") or a callable")
 
 
+#: a user activation must be finite on [-R, R] (20σ at K = 1, 2σ at K = 100)
+_FINITE_RANGE = 20.0
+
+
 def custom_activation(fn: Callable, name: str | None = None, smooth: bool = True) -> Activation:
     """Wrap a user callable.  It must map a float64 torch tensor elementwise to a tensor of the
     same shape; derivatives are taken by autograd.  Checked once here."""
@@ -192,8 +196,19 @@ def custom_activation(fn: Callable, name: str | None = None, smooth: bool = True
     if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
         raise ParameterError("activation", getattr(fn, "__name__", fn),
                              "a callable returning a torch tensor of the input's shape (elementwise)")
-    if not torch.all(torch.isfinite(out)):
-        raise ParameterError("activation", getattr(fn, "__name__", fn), "a callable finite on [-3, 3]")
+    # Gaussian integrals sample σ out to many standard deviations: it must be finite there, not only near 0
+    wide = torch.linspace(-_FINITE_RANGE, _FINITE_RANGE, 6001, dtype=torch.float64)
+    try:
+        vals = fn(wide)
+    except Exception as exc:  # noqa: BLE001
+        raise ParameterError("activation", getattr(fn, "__name__", fn), f"a callable defined on [-{_FINITE_RANGE:g}, "
+                             f"{_FINITE_RANGE:g}]", f"calling it raised {type(exc).__name__}: {exc}") from None
+    bad = ~torch.isfinite(vals) if isinstance(vals, torch.Tensor) and vals.shape == wide.shape else None
+    if bad is not None and bool(bad.any()):
+        z = float(wide[bad][torch.argmin(wide[bad].abs())])
+        raise ParameterError("activation", getattr(fn, "__name__", fn),
+                             f"a callable finite on [-{_FINITE_RANGE:g}, {_FINITE_RANGE:g}] (where the Gaussian integrals "
+                             f"sample it)", f"it returns {float(vals[wide == z][0])} at z = {z:.4g}")
     nm = name or f"custom:{getattr(fn, '__name__', type(fn).__name__)}"
     return Activation(nm, fn, smooth=smooth)
 

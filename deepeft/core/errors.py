@@ -11,12 +11,21 @@ class DeepEFTError(ValueError):
     """Base class of deepeft's user-facing errors."""
 
 
+def _short_repr(value: Any, limit: int = 200) -> str:
+    """repr of a value, shortened in the middle when long (a per-layer list of a 10 000-layer network)."""
+    r = repr(value)
+    if len(r) <= limit:
+        return r
+    n = len(value) if hasattr(value, "__len__") else None
+    return r[: limit // 2] + " … " + r[-limit // 4:] + (f" ({n} entries)" if n is not None else "")
+
+
 class ParameterError(DeepEFTError):
     """A parameter is outside its allowed range.  The message names both."""
 
     def __init__(self, name: str, value: Any, allowed: str, hint: str = ""):
         self.name, self.value, self.allowed = name, value, allowed
-        msg = f"{name}={value!r} is invalid: allowed {allowed}"
+        msg = f"{name}={_short_repr(value)} is invalid: allowed {allowed}"
         if hint:
             msg += f". {hint}"
         super().__init__(msg)

@@ -25,8 +25,9 @@ def _per_layer(name: str, value, depth: int, *, positive: bool) -> tuple[float, 
         if len(vals) != depth:
             raise ParameterError(name, value, f"a number or a list of {depth} numbers (one per layer)")
     out = []
+    uniform = len(set(map(str, vals))) == 1  # once: per entry it made building a deep spec quadratic in depth
     for i, v in enumerate(vals):
-        label = name if len(set(map(str, vals))) == 1 else f"{name}[{i}]"
+        label = name if uniform else f"{name}[{i}]"
         v = check_finite(label, v)
         if positive and v <= 0:
             raise ParameterError(label, v, "> 0")
@@ -190,10 +191,13 @@ class MLPSpec:
         depth-1 widths).  Give C_W/C_b or W_std/b_std (C = std²), not both.  For critical values
         use :func:`deepeft.theory.critical_spec`."""
         depth = check_int("depth", depth, 1)
-        if isinstance(width, (int, np.integer)):
-            widths = (check_int("width", width, 1),) * (depth - 1)
+        if isinstance(width, (int, float, np.integer, np.floating)) or np.ndim(width) == 0:
+            widths = (check_int("width", width, 1),) * (depth - 1)  # 3.7 → a clear error, not a TypeError
         else:
-            widths = tuple(width)
+            try:
+                widths = tuple(width)
+            except TypeError:
+                raise ParameterError("width", width, "a positive integer or a list of depth-1 positive integers") from None
             if len(widths) != depth - 1:
                 raise ParameterError("width", width, f"an int or a list of depth-1 = {depth - 1} hidden widths")
         if W_std is not None:
