@@ -136,13 +136,6 @@ class MLPSpec:
         # ntk: W = sqrt(C_W/n) ω, b = sqrt(C_b) β  ⇒  ∂z/∂ω = sqrt(C_W/n) ∂z/∂W.
         return (lw / cw if cw > 0 else 0.0), (lb / cb if cb > 0 else 0.0)
 
-    def layers(self) -> list:
-        """This network as a list of L layers (:func:`deepeft.nets.spec_layers`): block l maps
-        z^(l-1) → z^(l) and carries its initialisation, forward/backward pass, NTK step and kernel map."""
-        from ..nets.mlp import spec_layers  # deepeft.nets builds on core
-
-        return spec_layers(self)
-
     def replace(self, **changes) -> "MLPSpec":
         """A copy with some constructor arguments changed (e.g. ``widths``).  Learning-rate tensors
         the user did not give are derived again for the new spec (standard: λ_W = n_{l-1})."""

@@ -46,7 +46,7 @@ class RecursionResult:
 
 def layer_kernels(layers, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """(K, Θ) after each layer of any layer list (:mod:`deepeft.nets.layers`) at infinite width,
-    starting from the inputs' Gram x·x/n_0 (e.g. ``layer_kernels(spec.layers(), x)``)."""
+    starting from the inputs' Gram x·x/n_0 (e.g. ``layer_kernels(spec_layers(spec), x)``)."""
     K, Th = x @ x.T / x.shape[1], None
     out = []
     for layer in layers:

@@ -1,3 +1,4 @@
+from deepeft.nets import spec_layers
 """MLPSpec as a builder of the layer list; replace() re-derives the λ the user did not give."""
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ X = np.random.default_rng(3).normal(size=(3, 4))
 
 def test_layers_of_a_residual_spec():
     spec = MLPSpec.make("tanh", 4, 6, 4, C_W=1.1, C_b=0.2, residual=(0.7, 0.5))
-    layers = spec.layers()
+    layers = spec_layers(spec)
     assert isinstance(layers[0], Dense) and isinstance(layers[-1], Serial)
     assert [isinstance(b, Residual) for b in layers] == [False, True, True, False]
     assert isinstance(layers[1].branch.layers[0], Act) and layers[1].dense.n_out == 6
@@ -24,7 +25,7 @@ def test_layers_of_a_residual_spec():
 ])
 def test_layer_kernels_equal_propagate(spec):
     rec = propagate(spec, X, order="infinite")
-    for l, (K, Th) in enumerate(layer_kernels(spec.layers(), X)):
+    for l, (K, Th) in enumerate(layer_kernels(spec_layers(spec), X)):
         np.testing.assert_allclose(K, rec.K[l], rtol=1e-13, atol=1e-15)
         np.testing.assert_allclose(Th, rec.Theta[l], rtol=1e-13, atol=1e-15)
 
