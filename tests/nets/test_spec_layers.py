@@ -1,7 +1,8 @@
-from deepeft.nets import spec_layers
 """MLPSpec as a builder of the layer list; replace() re-derives the λ the user did not give."""
 import numpy as np
 import pytest
+
+from deepeft.nets import spec_layers
 
 from deepeft.core.errors import ParameterError
 from deepeft.core.spec import MLPSpec
