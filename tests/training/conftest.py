@@ -1,13 +1,7 @@
+"""Fixtures for the training tests."""
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """The training tests use small matrices, for which torch's intra-op threads only add barrier
-    waits (on a shared 2-core machine a 40×4×32×32 bmm took 8 ms with 2 threads, 0.02 ms with 1).
-    Results do not depend on the thread count; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _threads(one_torch_thread):
+    """One torch thread for every test here (see tests/conftest.py)."""
