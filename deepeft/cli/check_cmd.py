@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if args.z_threshold <= 0:
         raise ParameterError("--z-threshold", args.z_threshold, "> 0")
     scan = _parse_widths(args.scan_widths) if args.scan_widths else None
+    if scan is not None and not args.out:
+        raise ParameterError("--scan-widths", args.scan_widths, "together with --out DIR (the width scan is a figure "
+                             "written there)")
     spec = spec_from_args(args)
     x = inputs_from_args(args)
     N = x.shape[0]

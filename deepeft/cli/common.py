@@ -12,10 +12,18 @@ from ..core.jsonutil import to_jsonable
 from ..core.spec import MLPSpec
 
 
+class _Given(argparse.Action):
+    """Store the value and remember that the user gave it (so a contradiction can be reported)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def add_network_args(p: argparse.ArgumentParser, *, depth_default: int = 10, width_default: int = 64) -> None:
     g = p.add_argument_group("network (conventions: deepeft.conventions)")
     g.add_argument("--activation", "-a", default="relu", help="name (relu, tanh, gelu, silu, erf, leaky_relu:0.1, …)")
-    g.add_argument("--depth", "-L", type=int, default=depth_default, help="number of weight layers L")
+    g.add_argument("--depth", "-L", type=int, default=depth_default, action=_Given, help="number of weight layers L")
     g.add_argument("--width", "-n", type=int, default=width_default, help="hidden width n (all hidden layers)")
     g.add_argument("--widths", type=str, default=None, help="comma-separated hidden widths n_1,…,n_{L-1} (overrides --width)")
     g.add_argument("--output-width", type=int, default=1, help="n_L")
@@ -42,6 +50,9 @@ def spec_from_args(args) -> MLPSpec:
     x_dim = inputs_from_args(args).shape[1]
     widths = [int(w) for w in args.widths.split(",")] if args.widths else args.width
     depth = len(widths) + 1 if isinstance(widths, list) else args.depth
+    if isinstance(widths, list) and getattr(args, "depth_given", False) and args.depth != depth:
+        raise ParameterError("--depth", args.depth, f"{depth} (1 + the {len(widths)} hidden widths of --widths), or omit "
+                             "--depth: --widths fixes the depth")
     kw = dict(output_width=args.output_width, parameterization=args.parameterization,
               residual=tuple(args.residual) if args.residual else None)
     if args.lambda_W is not None:
