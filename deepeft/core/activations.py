@@ -77,7 +77,10 @@ class Activation:
         else autograd of the elementwise function.  The one σ' of the networks (deepeft.nets)."""
         if self.slopes is not None:
             ap, am = self.slopes
-            return self.fn(z), torch.where(z >= 0, torch.full_like(z, ap), torch.full_like(z, am))
+            mask = z >= 0
+            if (ap, am) == (1.0, 0.0):  # relu: the 0/1 mask itself (no two filled tensors and a select)
+                return self.fn(z), mask.to(z.dtype)
+            return self.fn(z), torch.where(mask, z.new_tensor(ap), z.new_tensor(am))
         return value_and_grad_elementwise(self.fn, z)
 
     def taylor(self, order: int = 5) -> np.ndarray:
