@@ -44,15 +44,21 @@ def load_study(path: str | os.PathLike, *, arrays: bool = True, status: str | No
     where a point lacks it).
 
     Records of points no longer in the study (removed from the study file, or computed by another
-    code version) stay in the store but are left out; ``all_records=True`` shows them too
+    code version, before the study was last run) stay in the store but are left out; ``all_records=True`` shows them too
     (``deepeft study prune`` deletes them).  Arrays are checked against their checksums
     (``verify``); damage raises :class:`~deepeft.studies.store.StoreDamaged` naming the points."""
     with Store(_store_path(path), create=False, readonly=True) as store:
-        plan = None if all_records else current_plan(store.meta())
+        meta = store.meta()
+        plan = None if all_records else current_plan(meta)
+        keys = None
+        if plan is not None:  # the plan, and records written since it was made (by hand, by a tool)
+            since = float(meta.get("planned_at", "inf"))
+            keys = {k for k, fin in store.conn.execute("SELECT key, finished_at FROM points")
+                    if k in plan or (fin is not None and fin > since)}
         rows = []
-        for rec in store.records(arrays=arrays, status=status, keys=plan, verify=verify):
+        for rec in store.records(arrays=arrays, status=status, keys=keys, verify=verify):
             cfg = rec["config"]
-            idx = rec["idx"] if plan is None else plan[rec["key"]]
+            idx = plan.get(rec["key"], rec["idx"]) if plan is not None else rec["idx"]
             row = {"key": rec["key"], "idx": idx, "status": rec["status"]}
             for c in CONFIG_COLUMNS:
                 v = cfg.get(c)

@@ -82,7 +82,7 @@ def make_client(workers: int | None, scheduler: str | None, threads: int = 1,
                 cluster_options: dict | None = None):
     """A Dask client for ``workers`` local processes or an existing ``scheduler``: (client,
     cluster or None, description).  A LocalCluster listens on 127.0.0.1 only, opens no dashboard,
-    and reports a worker death at once (the runner's own retries decide what happens next);
+    (its scheduler's internal HTTP routes on a free localhost port), and reports a worker death at once (the runner's own retries decide what happens next);
     ``cluster_options`` are passed on to ``LocalCluster`` and override these."""
     import dask
     from distributed import Client, LocalCluster
@@ -95,6 +95,11 @@ def make_client(workers: int | None, scheduler: str | None, threads: int = 1,
         raise ParameterError("workers", workers, "an integer >= 1")
     opts = {"n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
             "dashboard_address": None, "silence_logs": 40, **(cluster_options or {})}
+    if opts["dashboard_address"] is None:
+        # None alone still serves the scheduler's HTTP routes (and the dashboard, with bokeh) on
+        # port 8787, clashing between concurrent runs: no dashboard, and a free localhost port
+        opts["scheduler_kwargs"] = {"dashboard": False, "dashboard_address": f"{opts['host']}:0",
+                                    **opts.get("scheduler_kwargs", {})}
     with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}):
         cluster = LocalCluster(**opts)
         return Client(cluster), cluster, f"LocalCluster({workers} workers)"
@@ -171,6 +176,7 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
         store.set_meta("run_options", json.dumps(study.run.to_dict(), sort_keys=True))
         store.set_meta("planned_keys", json.dumps([k for _, k, _ in planned]))
         store.set_meta("planned_idx", json.dumps([i for i, _, _ in planned]))
+        store.set_meta("planned_at", repr(time.time()))
         store.put_inputs(array_sha256(x), x)
         damaged = store.damaged([k for _, k, _ in planned])
         if damaged and not recompute_damaged:
@@ -354,11 +360,14 @@ def prune_study(out: str | os.PathLike) -> int:
     from .results import current_plan
 
     with Store(out, create=False) as store:
-        plan = current_plan(store.meta())
+        meta = store.meta()
+        plan = current_plan(meta)
         if plan is None:
             raise ParameterError("out", str(out), "a study store that records its plan (run the study once with "
                                  "this deepeft version first)")
-        stale = [k for (k,) in store.conn.execute("SELECT key FROM points") if k not in plan]
+        since = float(meta.get("planned_at", "inf"))
+        stale = [k for k, fin in store.conn.execute("SELECT key, finished_at FROM points")
+                 if k not in plan and not (fin is not None and fin > since)]
         n = store.delete_points(stale)
         used = {json.loads(c).get("inputs_sha256") for (c,) in store.conn.execute("SELECT config FROM points")}
         gone = [(s,) for (s,) in store.conn.execute("SELECT sha256 FROM inputs") if s not in used]
