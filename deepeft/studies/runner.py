@@ -100,7 +100,10 @@ def make_client(workers: int | None, scheduler: str | None, threads: int = 1,
         # port 8787, clashing between concurrent runs: no dashboard, and a free localhost port
         opts["scheduler_kwargs"] = {"dashboard": False, "dashboard_address": f"{opts['host']}:0",
                                     **opts.get("scheduler_kwargs", {})}
-    with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}):
+    # a worker's death is blamed on the one task it was running (one task per single-threaded
+    # worker at a time: saturation 1.0), at once (allowed-failures 0); the runner retries it
+    with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         cluster = LocalCluster(**opts)
         return Client(cluster), cluster, f"LocalCluster({workers} workers)"
 
@@ -273,25 +276,38 @@ def _pool_loop(todo, point_fn, inputs, write, summary, workers, scheduler, threa
     if workers is None and scheduler is None:
         pool = _ThreadPool(threads)
         summary.mode = f"in-process ({threads} thread{'s' if threads > 1 else ''})"
-        n_slots, x_f = threads, inputs
+        n_slots = threads
 
         def submit_fn(run_cfg):
             return pool.submit(execute_point, point_fn, run_cfg, inputs, threads_per_point)
 
         def wait_first(fs):
             return _cf_wait(fs, return_when=FIRST_COMPLETED)[0]
+
+        def on_lost():
+            pass
     else:
         from distributed import wait as _dask_wait
 
         client, cluster, summary.mode = make_client(workers, scheduler, threads, cluster_options)
         n_slots = sum(client.nthreads().values()) or 1
-        x_f = client.scatter(inputs, broadcast=True) if inputs is not None else None
 
         def submit_fn(run_cfg):
-            return client.submit(execute_point, point_fn, run_cfg, x_f, threads_per_point, pure=False)
+            # the inputs travel with each task (a study's inputs are small): no scattered copy that a
+            # dying worker could take along, leaving every later task waiting for it
+            return client.submit(execute_point, point_fn, run_cfg, inputs, threads_per_point, pure=False)
 
         def wait_first(fs):
-            return _dask_wait(list(fs), return_when="FIRST_COMPLETED").done
+            try:
+                return _dask_wait(list(fs), return_when="FIRST_COMPLETED").done
+            except Exception:  # noqa: BLE001  (wait raises when a future was cancelled: handled per future)
+                done = {f for f in fs if f.done()}
+                if not done:
+                    raise
+                return done
+
+        def on_lost():
+            pass
     summary.setup_s = time.perf_counter() - t_start
     futures: dict = {}
     attempts: dict[str, int] = {}
@@ -321,6 +337,7 @@ def _pool_loop(todo, point_fn, inputs, write, summary, workers, scheduler, threa
                         attempts[key] = attempts.get(key, 0) + 1
                         if attempts[key] <= retries:
                             summary.retried += 1
+                            on_lost()
                             submit(item)
                             continue
                         res = _lost(exc, attempts[key])
