@@ -344,3 +344,38 @@ def test_local_cluster_binds_localhost_without_dashboard():
     finally:
         client.close()
         cluster.close()
+
+
+# -- the LLC sweep shares the store: checksums, the lock, read-only loading ---------------------
+def test_llc_sweep_store_has_the_same_guarantees(tmp_path, monkeypatch):
+    import torch
+    from torch import nn
+
+    from deepeft.bayes import llc_sweep, load_llc_sweep
+
+    models = []
+    for s in range(2):
+        torch.manual_seed(s)
+        models.append(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 3, generator=g)
+    kw = dict(lr=1e-3, localization=10.0, num_chains=2, num_draws=20, batch_size=50, seed=1)
+    out = tmp_path / "sw"
+    with Store(out):  # another writer holds the folder
+        with pytest.raises(StoreLocked, match=f"process {os.getpid()}"):
+            llc_sweep(models, (x, torch.sin(x[:, :1])), "mse", out=out, progress=False, **kw)
+    df = llc_sweep(models, (x, torch.sin(x[:, :1])), "mse", out=out, progress=False, **kw)
+    assert list(df["status"]) == ["ok", "ok"]
+    real_access = os.access
+    with monkeypatch.context() as m:  # read-only storage, simulated as in the study test above
+        m.setattr(store_mod.os, "access", lambda p, mode, **k: False if mode & os.W_OK else real_access(p, mode, **k))
+        assert list(load_llc_sweep(out)["llc_mean"]) == list(df["llc_mean"])
+    con = sqlite3.connect(out / "study.sqlite")
+    key, data = con.execute("SELECT point_key, data FROM arrays WHERE name = 'llc/mean' LIMIT 1").fetchone()
+    data = bytearray(data)
+    data[-1] ^= 1
+    con.execute("UPDATE arrays SET data = ? WHERE point_key = ? AND name = 'llc/mean'", (bytes(data), key))
+    con.commit()
+    con.close()
+    with pytest.raises(StoreDamaged, match="llc/mean"):
+        load_llc_sweep(out)
