@@ -78,8 +78,7 @@ def plan(study: Study, version: str | None = None) -> list[tuple[int, str, dict]
     return out
 
 
-def make_client(workers: int | None, scheduler: str | None, threads: int = 1,
-                cluster_options: dict | None = None):
+def make_client(workers: int | None, scheduler: str | None, cluster_options: dict | None = None):
     """A Dask client for ``workers`` local processes or an existing ``scheduler``: (client,
     cluster or None, description).  A LocalCluster listens on 127.0.0.1 only, opens no dashboard,
     (its scheduler's internal HTTP routes on a free localhost port), and reports a worker death at once (the runner's own retries decide what happens next);
@@ -289,7 +288,7 @@ def _pool_loop(todo, point_fn, inputs, write, summary, workers, scheduler, threa
     else:
         from distributed import wait as _dask_wait
 
-        client, cluster, summary.mode = make_client(workers, scheduler, threads, cluster_options)
+        client, cluster, summary.mode = make_client(workers, scheduler, cluster_options)
         n_slots = sum(client.nthreads().values()) or 1
 
         def submit_fn(run_cfg):
@@ -386,10 +385,7 @@ def prune_study(out: str | os.PathLike) -> int:
         stale = [k for k, fin in store.conn.execute("SELECT key, finished_at FROM points")
                  if k not in plan and not (fin is not None and fin > since)]
         n = store.delete_points(stale)
-        used = {json.loads(c).get("inputs_sha256") for (c,) in store.conn.execute("SELECT config FROM points")}
-        gone = [(s,) for (s,) in store.conn.execute("SELECT sha256 FROM inputs") if s not in used]
-        if gone:
-            store._write([("DELETE FROM inputs WHERE sha256 = ?", gone)], "pruning inputs")
+        store.drop_unused_inputs()
         store.conn.execute("VACUUM")
     return n
 

@@ -384,6 +384,13 @@ class Store:
                     "deleting points")
         return int(n)
 
+    def drop_unused_inputs(self) -> None:
+        """Delete stored input arrays that no point's configuration refers to."""
+        used = {json.loads(c).get("inputs_sha256") for (c,) in self.conn.execute("SELECT config FROM points")}
+        gone = [(s,) for (s,) in self.conn.execute("SELECT sha256 FROM inputs") if s not in used]
+        if gone:
+            self._write([("DELETE FROM inputs WHERE sha256 = ?", gone)], "deleting unused inputs")
+
     def _query(self, sql: str, args: tuple = ()) -> list:
         try:
             return self.conn.execute(sql, args).fetchall()
