@@ -450,7 +450,8 @@ class Store:
                 raise StoreDamaged(
                     f"{self.path}: {len(pts)} point(s) have stored arrays whose bytes no longer match their "
                     f"checksum (disk or copy damage): {listed}{' …' if len(pts) > 10 else ''}.  "
-                    f"`deepeft study repair {self.path.parent}` recomputes just these and keeps every intact record.",
+                    f"`deepeft study repair {self.path.parent}` recomputes just these and keeps every intact record "
+                    f"(an LLC sweep: call llc_sweep again).",
                     pts)
         for key, idx, st, config, version, error, compute_s, host, fin, meta in rows:
             yield {"key": key, "idx": idx, "status": st, "config": json.loads(config), "version": version,

@@ -379,3 +379,6 @@ def test_llc_sweep_store_has_the_same_guarantees(tmp_path, monkeypatch):
     con.close()
     with pytest.raises(StoreDamaged, match="llc/mean"):
         load_llc_sweep(out)
+    with pytest.warns(RuntimeWarning, match="recomputing 1 damaged"):
+        again = llc_sweep(models, (x, torch.sin(x[:, :1])), "mse", out=out, progress=False, **kw)
+    assert list(again["llc_mean"]) == list(df["llc_mean"])  # the damaged point recomputed, bit for bit
