@@ -22,9 +22,14 @@ from ..core import quantities as Q  # noqa: E402
 
 def save(fig: Figure, path: str | Path | None, dpi: int = 120) -> Figure:
     if path is not None:
+        import io
+
+        from .files import atomic_write_bytes
+
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=dpi, bbox_inches="tight")
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=dpi, bbox_inches="tight", format=p.suffix.lstrip(".").lower() or "png")
+        atomic_write_bytes(p, buf.getvalue())  # never a half-written figure
     return fig
 
 

@@ -449,6 +449,7 @@ def write_report(path: str | os.PathLike, html_path: str | os.PathLike | None = 
     figures also written as PNG files in ``report/figures/``)."""
     from ..studies.results import _store_path, load_study
     from ..studies.store import Store
+    from .files import atomic_write_bytes, atomic_write_text
 
     import matplotlib
     matplotlib.use("Agg", force=False)
@@ -493,7 +494,7 @@ def write_report(path: str | os.PathLike, html_path: str | os.PathLike | None = 
         imgs = []
         for i, png in enumerate(pngs if isinstance(pngs, list) else [pngs]):
             name = fid if not isinstance(pngs, list) else f"{fid}-{i + 1}"
-            (fig_dir / f"{name}.png").write_bytes(png)
+            atomic_write_bytes(fig_dir / f"{name}.png", png)
             b64 = base64.b64encode(png).decode()
             imgs.append(f'<img class="figure" alt="{html.escape(title)}" src="data:image/png;base64,{b64}">')
         parts.append(f'<section id="{fid}"><h2>{html.escape(title)}</h2><figure>{"".join(imgs)}'
@@ -541,5 +542,5 @@ window.addEventListener("load", function () {{
 </script>
 </body></html>
 """
-    html_path.write_text(page, encoding="utf-8")
+    atomic_write_text(html_path, page)
     return html_path

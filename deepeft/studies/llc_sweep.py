@@ -9,6 +9,8 @@ one study runner into the embedded store (engine side: :mod:`deepeft.bayes.sweep
   ``scheduler="tcp://…"`` on an existing one (models and data are read from the sweep folder, which
   the workers must see).
 * A point that fails is stored with its error and the sweep goes on; a rerun retries it.
+* The store is the studies' store: one writer at a time (a lock), checksummed arrays (a rerun
+  recomputes damaged points), readable from read-only storage.
 """
 from __future__ import annotations
 
@@ -39,6 +41,12 @@ def llc_sweep(models: Sequence[Any], data: Any, loss_fn: str = "mse", *, out: st
     serial = workers is None and scheduler is None
     with Store(outdir) as store:
         store.set_meta("study_name", "llc-sweep")
+        damaged = store.damaged([k for _, k, _, _ in planned])
+        if damaged:  # arrays that fail their checksum: recomputed, every intact point kept
+            import warnings
+            warnings.warn(f"{store.path}: recomputing {len(damaged)} damaged point(s) (arrays that fail their "
+                          "checksum)", RuntimeWarning, stacklevel=2)
+            store.delete_points(d["key"] for d in damaged)
         done = store.finished_keys()
         todo, queued = [], set()
         for i, key, cfg, runtime in planned:  # a model listed twice is computed once

@@ -1,6 +1,7 @@
 """Load a study's store as a pandas DataFrame (or an xarray Dataset when xarray is installed)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,17 +24,42 @@ def _store_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def load_study(path: str | os.PathLike, *, arrays: bool = True, status: str | None = None) -> pd.DataFrame:
-    """One row per stored point.  ``path``: the output folder, its ``study.sqlite``, or the study
-    file (whose output folder is used).  Columns: ``key``, ``idx``, ``status``, the configuration
-    fields (:data:`CONFIG_COLUMNS`), ``compute_s``, ``host``, ``version``, ``error``, and — with
-    ``arrays=True`` — one object column per stored array (``theory/kernel``, ``measured/V_norm``,
-    ``stderr/…``, ``z/…``) holding numpy arrays (None where a point lacks it)."""
+def current_plan(meta: dict[str, str]) -> dict[str, int] | None:
+    """{key: index} of the study as last run into this store (``None`` for stores that do not
+    record it: LLC sweeps, stores written before plans were recorded)."""
+    if "planned_keys" not in meta:
+        return None
+    keys = json.loads(meta["planned_keys"])
+    idx = json.loads(meta["planned_idx"]) if "planned_idx" in meta else list(range(len(keys)))
+    return dict(zip(keys, idx))
+
+
+def load_study(path: str | os.PathLike, *, arrays: bool = True, status: str | None = None,
+               all_records: bool = False, verify: bool = True) -> pd.DataFrame:
+    """One row per point of the study as currently defined.  ``path``: the output folder, its
+    ``study.sqlite``, or the study file (whose output folder is used).  Columns: ``key``, ``idx``,
+    ``status``, the configuration fields (:data:`CONFIG_COLUMNS`), ``compute_s``, ``host``,
+    ``version``, ``error``, and — with ``arrays=True`` — one object column per stored array
+    (``theory/kernel``, ``measured/V_norm``, ``stderr/…``, ``z/…``) holding numpy arrays (None
+    where a point lacks it).
+
+    Records of points no longer in the study (removed from the study file, or computed by another
+    code version, before the study was last run) stay in the store but are left out; ``all_records=True`` shows them too
+    (``deepeft study prune`` deletes them).  Arrays are checked against their checksums
+    (``verify``); damage raises :class:`~deepeft.studies.store.StoreDamaged` naming the points."""
     with Store(_store_path(path), create=False, readonly=True) as store:
+        meta = store.meta()
+        plan = None if all_records else current_plan(meta)
+        keys = None
+        if plan is not None:  # the plan, and records written since it was made (by hand, by a tool)
+            since = float(meta.get("planned_at", "inf"))
+            keys = {k for k, fin in store.conn.execute("SELECT key, finished_at FROM points")
+                    if k in plan or (fin is not None and fin > since)}
         rows = []
-        for rec in store.records(arrays=arrays, status=status):
+        for rec in store.records(arrays=arrays, status=status, keys=keys, verify=verify):
             cfg = rec["config"]
-            row = {"key": rec["key"], "idx": rec["idx"], "status": rec["status"]}
+            idx = plan.get(rec["key"], rec["idx"]) if plan is not None else rec["idx"]
+            row = {"key": rec["key"], "idx": idx, "status": rec["status"]}
             for c in CONFIG_COLUMNS:
                 v = cfg.get(c)
                 row[c] = tuple(v) if isinstance(v, list) else v
@@ -42,6 +68,8 @@ def load_study(path: str | os.PathLike, *, arrays: bool = True, status: str | No
             for name, a in rec["arrays"].items():
                 row[name] = a
             rows.append(row)
+    if plan is not None:
+        rows.sort(key=lambda r: (r["idx"], r["key"]))
     df = pd.DataFrame(rows)
     if df.empty:
         df = pd.DataFrame(columns=["key", "idx", "status", *CONFIG_COLUMNS, "compute_s", "host", "version", "error", "config"])

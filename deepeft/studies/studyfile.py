@@ -312,26 +312,37 @@ def _read_text(path: Path) -> tuple[dict, str]:
     if not path.exists():
         raise ParameterError("study file", str(path), "an existing .toml, .yaml or .yml file")
     text = path.read_text()
-    suffix = path.suffix.lower()
+    return _parse_text(text, path.suffix.lower(), str(path)), text
+
+
+def _parse_text(text: str, suffix: str, source: str) -> dict:
     if suffix == ".toml":
         import tomllib
         try:
-            return tomllib.loads(text), text
+            return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ParameterError("study file", str(path), "valid TOML", str(exc)) from None
+            raise ParameterError("study file", source, "valid TOML", str(exc)) from None
     if suffix in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
-            raise ParameterError("study file", str(path), "a .toml file (YAML needs PyYAML: pip install pyyaml)") from None
+            raise ParameterError("study file", source, "a .toml file (YAML needs PyYAML: pip install pyyaml)") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ParameterError("study file", str(path), "valid YAML", str(exc)) from None
-        if data is None:
-            data = {}
-        return data, text
-    raise ParameterError("study file", str(path), "a file ending in .toml, .yaml or .yml")
+            raise ParameterError("study file", source, "valid YAML", str(exc)) from None
+        return {} if data is None else data
+    raise ParameterError("study file", source, "a file ending in .toml, .yaml or .yml")
+
+
+def study_from_text(text: str, source: str) -> Study:
+    """The study as stored with its results (``meta.study_text``; inputs files relative to the
+    folder of ``source``, the file it was read from)."""
+    path = Path(source)
+    data = _parse_text(text, path.suffix.lower(), source)
+    study = parse_study(data, source=source, base_dir=path.parent, default_name=path.stem)
+    study.text = text
+    return study
 
 
 def load_study_file(path: str | os.PathLike) -> Study:
