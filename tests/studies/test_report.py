@@ -6,7 +6,6 @@ from pathlib import Path
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -99,10 +98,9 @@ def test_report_renders_in_chromium(real_store, tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_report_time_500_points(tmp_path):
+def test_report_500_points(tmp_path):
+    """A 500-point report renders; its time is a benchmark (bench/studies/bench_report.py), not a test."""
     p = Path(__file__).resolve().parents[2] / "examples" / "report500.toml"
     s = run_study(p, tmp_path / "o", point_fn=synthetic_point, threads=2, progress=False)
     assert s.computed == 500
-    t0 = time.perf_counter()
     _check_page(write_report(tmp_path / "o"), 4)
-    assert time.perf_counter() - t0 < 20  # target < 10 s (bench/studies); slack for loaded CI machines
