@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import REAL_STUDY
+from conftest import REAL_STUDY, SYNTH_STUDY
 from deepeft.studies import load_study, run_study
 
 
@@ -83,7 +83,6 @@ def test_point_that_kills_its_worker_is_stored_as_failed(study_file, tmp_path):
     import os
     import signal
 
-    from conftest import SYNTH_STUDY
     from deepeft.studies.points import synthetic_point
 
     def deadly(config, inputs):  # pickled by value: the workers need not import this test
