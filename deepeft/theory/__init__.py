@@ -13,6 +13,6 @@ from .criticality import (CriticalPoint, chi_parallel, chi_perp, critical_spec, 
 from .deep_linear import exact_four_point, exact_moment  # noqa: F401
 from .ntk import ntk_fluctuations  # noqa: F401
 from .large_n import Kernels, infinite_kernels  # noqa: F401
-from .predict import output_density, predict  # noqa: F401
+from .predict import ExpansionRegimeWarning, output_density, predict  # noqa: F401
 from .recursion import propagate  # noqa: F401
 from .training import frozen_kernels, nngp_posterior, predict_training  # noqa: F401

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.errors import AccuracyWarning
 from ..core.observables import Observables
 from ..core.quantities import canonical
 from ..core.spec import MLPSpec, validate_inputs
@@ -86,6 +87,11 @@ MEASURED_BREAKDOWN = {"scale-invariant": 0.09, "smooth": 0.15}
 _CHAOTIC_K = 1e50
 
 
+class ExpansionRegimeWarning(AccuracyWarning):
+    """predict() is outside the regime where the 1/n expansion was measured to hold (or in the chaotic
+    phase).  Studies silence it: each point stores the measured breakdown layer beside the theory."""
+
+
 def _is_critical(spec: MLPSpec) -> bool:
     from .criticality import criticality
 
@@ -102,8 +108,6 @@ def _warn_outside_regime(spec: MLPSpec, rec, order: str, meta: dict) -> None:
     where it was measured to hold: the 1/n expansion at large ℓ/n, or a kernel deep in the chaotic phase."""
     import warnings
 
-    from ..core.errors import AccuracyWarning
-
     L = spec.depth
     ratio = np.cumsum([1.0 / spec.fan_in(l) for l in range(1, L + 1)]) - 1.0 / spec.fan_in(1)  # layer 1 is exact
     # smooth σ at criticality keeps the looser measured limit; kinked σ or off-critical initialisation the tighter
@@ -117,7 +121,7 @@ def _warn_outside_regime(spec: MLPSpec, rec, order: str, meta: dict) -> None:
                       f"(Σ1/n = ℓ/n reaches {ratio[-1]:.3g} > {limit}; measured breakdown at n = 32: ReLU "
                       f"ℓ/n ≈ {MEASURED_BREAKDOWN['scale-invariant']}, tanh ℓ/n ≈ {MEASURED_BREAKDOWN['smooth']}): "
                       "treat the 1/n quantities of deeper layers as qualitative, or widen the network",
-                      AccuracyWarning, stacklevel=3)
+                      ExpansionRegimeWarning, stacklevel=3)
     kmax = float(np.max(np.abs(rec.K)))
     if kmax > _CHAOTIC_K:
         first = int(np.argmax(np.max(np.abs(rec.K).reshape(L, -1), axis=1) > _CHAOTIC_K)) + 1
@@ -125,7 +129,7 @@ def _warn_outside_regime(spec: MLPSpec, rec, order: str, meta: dict) -> None:
         warnings.warn(f"the kernel grows geometrically and exceeds {_CHAOTIC_K:g} from layer {first} on "
                       f"(χ⊥ = {float(rec.chi_perp[0].max()):.3g} at layer 1): the network is deep in the chaotic "
                       "phase; use critical initialisation (deepeft.theory.critical_spec) or reduce C_W",
-                      AccuracyWarning, stacklevel=3)
+                      ExpansionRegimeWarning, stacklevel=3)
     meta["regime"] = regime
 
 
